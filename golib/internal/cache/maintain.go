@@ -1,0 +1,475 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/plcoordinator/plcoordinator/golib/internal/dockerx"
+)
+
+// Tunables of the background work.
+const (
+	removeWorkers = 2
+	// creationGrace protects containers of the current generation whose
+	// create response may still be on its way from being taken for orphans.
+	creationGrace = 30 * time.Second
+	// deadGrace is how long a container that died under its session stays
+	// visible (state "exited", with its exit code and OOM flag) before the
+	// sweep removes it; the session's next acquire replaces it sooner.
+	deadGrace       = 60 * time.Second
+	eventsRetryMin  = 100 * time.Millisecond
+	eventsRetryMax  = 10 * time.Second
+	prewarmRetryMin = time.Second
+	prewarmRetryMax = 60 * time.Second
+	memoryWorkers   = 2
+)
+
+// backoff is an exponential delay that resets on success.
+type backoff struct {
+	delay time.Duration
+	until time.Time
+}
+
+func (b *backoff) fail(min, max time.Duration) {
+	if b.delay == 0 {
+		b.delay = min
+	} else {
+		b.delay = minDur(b.delay*2, max)
+	}
+	b.until = time.Now().Add(b.delay)
+}
+
+func minDur(a, b time.Duration) time.Duration {
+	if a < b {
+		return a
+	}
+	return b
+}
+
+// Run starts the background work: removals, Docker events, the sweep and
+// the prewarm pool. It first removes what an earlier coordinator left.
+func (c *Cache) Run() error {
+	if err := os.MkdirAll(c.opts.ContainersDir, 0o700); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.stop = cancel
+	for i := 0; i < removeWorkers; i++ {
+		c.goLoop("removal worker", func() { c.removeWorker(ctx) })
+	}
+	c.goLoop("docker events", func() { c.watchEvents(ctx) })
+	c.goLoop("sweep", func() { c.sweepLoop(ctx) })
+	c.goLoop("prewarm", func() { c.prewarmLoop(ctx) })
+	return nil
+}
+
+func (c *Cache) goLoop(name string, fn func()) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer c.opts.Panics.Recover(name)
+		fn()
+	}()
+}
+
+// watchEvents marks containers that die or run out of memory as soon as
+// Docker says so.
+func (c *Cache) watchEvents(ctx context.Context) {
+	delay := eventsRetryMin
+	for ctx.Err() == nil {
+		evs, errs := c.d.Events(ctx, map[string]string{LabelInstance: c.opts.Instance})
+		ok := true
+		for ok {
+			select {
+			case ev, open := <-evs:
+				if !open {
+					ok = false
+					break
+				}
+				delay = eventsRetryMin
+				c.onEvent(ev)
+			case err := <-errs:
+				if err != nil && ctx.Err() == nil {
+					c.log.Debugf("docker events stream ended: %v", err)
+				}
+				ok = false
+			case <-ctx.Done():
+				return
+			}
+		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return
+		}
+		delay = minDur(delay*2, eventsRetryMax)
+	}
+}
+
+func (c *Cache) onEvent(ev dockerx.Event) {
+	if ev.Action != "die" && ev.Action != "oom" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.entries[ev.Labels[LabelName]]
+	if e == nil || e.id != ev.ID {
+		return
+	}
+	if ev.Action == "oom" {
+		e.oom = true
+	} else {
+		c.markDeadLocked(e, int32(ev.ExitCode))
+	}
+	c.changedLocked()
+}
+
+// markDeadLocked records a container's end. A prewarmed one is replaced
+// at once; one bound to a session stays visible until the session acquires
+// again, ends, or deadGrace passes.
+func (c *Cache) markDeadLocked(e *entry, exitCode int32) {
+	if e.exited {
+		return
+	}
+	e.exited = true
+	e.exitCode = exitCode
+	e.diedAt = time.Now()
+	if e.conn != nil {
+		e.conn.Close()
+		e.conn = nil
+	}
+	if e.state == StatePrewarmed {
+		c.prewarmFailedLocked(e.runtime.ID)
+		c.removeLocked(e)
+	}
+}
+
+// sweepLoop runs the periodic checks every CheckInterval.
+func (c *Cache) sweepLoop(ctx context.Context) {
+	c.Reconcile(ctx)
+	t := time.NewTicker(c.opts.CheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			c.sweep(ctx)
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// SetCheckInterval is not supported after Run: the sweep period is read
+// once. A reload that changes it takes effect at the next start.
+
+// sweep finds sessions whose backend is gone, idle and dead containers to
+// remove, refreshes inspect data, and reconciles with Docker.
+func (c *Cache) sweep(ctx context.Context) {
+	now := time.Now()
+	c.mu.Lock()
+	for k, m := range c.sessions {
+		if !alive(k.PID) {
+			c.ctr.SessionsReaped.Add(1)
+			for _, e := range m {
+				c.removeLocked(e)
+			}
+		}
+	}
+	for _, e := range c.entries {
+		switch {
+		case e.exited && now.Sub(e.diedAt) > deadGrace:
+			c.removeLocked(e)
+		case e.state == StateIdle && e.runtime.IdleTimeout > 0 && now.Sub(e.lastUsed) > e.runtime.IdleTimeout:
+			c.removeLocked(e)
+		}
+	}
+	c.mu.Unlock()
+
+	c.inspectAll(ctx)
+	c.Reconcile(ctx)
+}
+
+// alive reports whether a process exists (signal 0).
+func alive(pid int32) bool {
+	err := unix.Kill(int(pid), 0)
+	return err == nil || errors.Is(err, unix.EPERM)
+}
+
+// inspectAll refreshes state, exit code, OOM flag and memory use of every
+// running container, so that the views show them without calling Docker.
+func (c *Cache) inspectAll(ctx context.Context) {
+	c.mu.Lock()
+	var todo []*entry
+	for _, e := range c.entries {
+		if e.id != "" && !e.exited && e.state != StateStarting && e.state != StateStopping {
+			todo = append(todo, e)
+		}
+	}
+	c.mu.Unlock()
+
+	work := make(chan *entry)
+	var wg sync.WaitGroup
+	for i := 0; i < memoryWorkers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.opts.Panics.Recover("inspect")
+			for e := range work {
+				c.inspectOne(ctx, e)
+			}
+		}()
+	}
+	for _, e := range todo {
+		work <- e
+	}
+	close(work)
+	wg.Wait()
+}
+
+func (c *Cache) inspectOne(ctx context.Context, e *entry) {
+	st, err := c.d.Inspect(ctx, e.id)
+	if err != nil {
+		if dockerx.IsNotFound(err) {
+			c.mu.Lock()
+			c.markDeadLocked(e, -1)
+			c.changedLocked()
+			c.mu.Unlock()
+		} else {
+			c.setReachable(!dockerx.IsUnreachable(err))
+		}
+		return
+	}
+	c.setReachable(true)
+	var mem uint64
+	if st.Running {
+		mem, _ = c.d.MemoryUsage(ctx, e.id)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st.OOMKilled {
+		e.oom = true
+	}
+	if !st.Running && st.Status != "created" {
+		c.markDeadLocked(e, int32(st.ExitCode))
+	}
+	if mem > 0 {
+		e.memKB = int64(mem / 1024)
+	}
+	c.changedLocked()
+}
+
+// Reconcile removes containers labelled with this instance that the cache
+// does not own: all those of earlier generations, and those of this
+// generation older than creationGrace that were created before this pass
+// began. It also removes socket directories nobody owns.
+func (c *Cache) Reconcile(ctx context.Context) {
+	began := time.Now()
+	list, err := c.d.List(ctx, map[string]string{LabelInstance: c.opts.Instance})
+	if err != nil {
+		c.setReachable(!dockerx.IsUnreachable(err))
+		c.log.Debugf("reconcile: listing containers: %v", err)
+		return
+	}
+	c.setReachable(true)
+	c.mu.Lock()
+	owned := make(map[string]bool, len(c.entries))
+	names := make(map[string]bool, len(c.entries))
+	for _, e := range c.entries {
+		if e.id != "" {
+			owned[e.ID()] = true
+		}
+		names[e.name] = true
+	}
+	c.mu.Unlock()
+
+	for _, s := range list {
+		if owned[s.ID] || names[s.Labels[LabelName]] {
+			continue
+		}
+		current := s.Labels[LabelGeneration] == c.opts.Generation
+		if current && (s.Created.After(began.Add(-creationGrace))) {
+			continue
+		}
+		if err := c.d.Remove(ctx, s.ID); err != nil {
+			c.log.Warnf("reconcile: could not remove orphaned container %s: %v", shortID(s.ID), err)
+			continue
+		}
+		c.ctr.OrphansRemoved.Add(1)
+		c.log.Infof("removed orphaned container %s (generation %s)", shortID(s.ID), s.Labels[LabelGeneration])
+	}
+
+	dirs, err := os.ReadDir(c.opts.ContainersDir)
+	if err != nil {
+		return
+	}
+	for _, d := range dirs {
+		if names[d.Name()] {
+			continue
+		}
+		info, err := d.Info()
+		if err != nil || began.Sub(info.ModTime()) < creationGrace && c.createdThisGeneration(d.Name()) {
+			continue
+		}
+		_ = os.RemoveAll(filepath.Join(c.opts.ContainersDir, d.Name()))
+	}
+}
+
+// createdThisGeneration is true for a directory that may belong to a
+// create in flight; the cache adds an entry before creating its directory,
+// so an unknown directory is in flight only in the tiny window of a
+// concurrent reconcile. Directories are kept for one grace period anyway.
+func (c *Cache) createdThisGeneration(name string) bool { return true }
+
+// ID returns the container's Docker id.
+func (e *entry) ID() string { return e.id }
+
+// kickPrewarm wakes the prewarm loop.
+func (c *Cache) kickPrewarm() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Cache) prewarmFailedLocked(runtime string) {
+	b := c.prewarmBo[runtime]
+	if b == nil {
+		b = &backoff{}
+		c.prewarmBo[runtime] = b
+	}
+	b.fail(prewarmRetryMin, prewarmRetryMax)
+}
+
+// prewarmLoop keeps each runtime's prewarm target of fresh containers,
+// within the instance limit and never ahead of waiting requests. A runtime
+// whose containers fail is retried with a growing delay, so a broken image
+// cannot spin.
+func (c *Cache) prewarmLoop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.kick:
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+		for _, e := range c.prewarmNeeded() {
+			c.goLoop("prewarm start", func() {
+				c.start(e)
+				c.mu.Lock()
+				if e.startErr != nil && !errors.Is(e.startErr, ErrCancelled) {
+					c.prewarmFailedLocked(e.runtime.ID)
+				} else if e.startErr == nil {
+					delete(c.prewarmBo, e.runtime.ID)
+				}
+				c.mu.Unlock()
+			})
+		}
+	}
+}
+
+// prewarmNeeded creates the entries of the prewarmed containers to start.
+func (c *Cache) prewarmNeeded() []*entry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	have := map[string]int{}
+	for _, e := range c.entries {
+		if e.prewarm() && !e.exited && (e.state == StatePrewarmed || e.state == StateStarting) {
+			have[e.runtime.ID]++
+		}
+	}
+	var out []*entry
+	now := time.Now()
+	for _, rt := range c.runtimes {
+		if rt.Prewarm <= 0 {
+			continue
+		}
+		if b := c.prewarmBo[rt.ID]; b != nil && now.Before(b.until) {
+			continue
+		}
+		for have[rt.ID] < rt.Prewarm && len(c.waiters) == 0 && c.countLocked() < c.opts.MaxContainers &&
+			(rt.MaxContainers == 0 || c.runtimeCountLocked(rt.ID) < rt.MaxContainers) {
+			e := c.newEntryLocked(rt, Key{})
+			out = append(out, e)
+			have[rt.ID]++
+		}
+	}
+	return out
+}
+
+// Close removes every container the cache owns, within ctx, and stops the
+// background work.
+func (c *Cache) Close(ctx context.Context) {
+	c.mu.Lock()
+	c.closed = true
+	var all []*entry
+	for _, e := range c.entries {
+		c.unbindLocked(e)
+		if e.state == StateStarting {
+			e.cancel = true
+			continue
+		}
+		if e.state != StateStopping {
+			e.state = StateStopping
+			all = append(all, e)
+		}
+	}
+	for _, w := range c.waiters {
+		close(w.ch)
+	}
+	c.waiters = nil
+	c.changedLocked()
+	c.mu.Unlock()
+
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for _, e := range all {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			defer c.opts.Panics.Recover("shutdown removal")
+			c.destroy(e)
+		}()
+	}
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		c.wg.Wait()
+		close(done)
+	}()
+	if c.stop != nil {
+		// Removal workers must finish the queue first; starts in flight
+		// remove their containers themselves.
+		go func() {
+			for {
+				c.mu.Lock()
+				n := len(c.entries)
+				c.mu.Unlock()
+				if n == 0 || ctx.Err() != nil {
+					c.stop()
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		c.log.Warnf("shutdown: gave up waiting for container removals: %v", ctx.Err())
+	}
+	// Whatever is left (Docker unreachable, starts still waiting on it) the
+	// next coordinator's reconciler removes: other generations go at once.
+}

@@ -1,0 +1,384 @@
+package cache
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/plcoordinator/plcoordinator/golib/internal/config"
+	"github.com/plcoordinator/plcoordinator/golib/internal/dockerx"
+)
+
+// PLCVersion is the version PL/Container's clients expect in the PING
+// handshake.
+const PLCVersion = "2.4.0"
+
+// SocketName is the file PL/Container's clients listen on inside the
+// directory mounted at /tmp/plcontainer.
+const SocketName = "unix.domain.socket.shared.file"
+
+// Retry policy for transient Docker errors on create and start.
+const (
+	dockerAttempts  = 3
+	dockerBackoff   = 100 * time.Millisecond
+	logTailLines    = 20
+	readyPollMin    = time.Millisecond
+	readyPollMax    = 20 * time.Millisecond
+	pingTimeout     = 10 * time.Second
+	removeAttempts  = 4
+	removeCallLimit = 30 * time.Second
+)
+
+// Spec builds the Docker create body of a container: what PL/Container
+// does, plus the coordinator's labels.
+func (c *Cache) Spec(e *entry) dockerx.Spec {
+	rt := e.runtime
+	binds := make([]string, 0, len(rt.SharedDirs)+1)
+	for _, d := range rt.SharedDirs {
+		mode := "rw"
+		if d.ReadOnly {
+			mode = "ro"
+		}
+		binds = append(binds, d.Host+":"+d.Container+":"+mode)
+	}
+	binds = append(binds, e.dir+":/tmp/plcontainer:rw")
+
+	devices := make([]dockerx.Device, 0, len(rt.Devices))
+	for _, d := range rt.Devices {
+		dev := dockerx.Device{Driver: d.Driver, DeviceIDs: d.DeviceIDs, Capabilities: d.Capabilities}
+		if d.All {
+			dev.Count = -1
+			dev.DeviceIDs = nil
+		}
+		devices = append(devices, dev)
+	}
+
+	seg := strconv.Itoa(c.opts.SegIndex)
+	return dockerx.Spec{
+		Name:  "plcoord-" + e.name,
+		Image: rt.Image,
+		Cmd:   []string{rt.Command},
+		Env: []string{
+			"EXECUTOR_UID=" + strconv.Itoa(os.Geteuid()),
+			"EXECUTOR_GID=" + strconv.Itoa(os.Getegid()),
+			"DB_USER_NAME=" + e.owner,
+			"DB_NAME=" + e.database,
+			"DB_QE_PID=" + strconv.Itoa(int(e.session.PID)),
+			"USE_CONTAINER_NETWORK=false",
+		},
+		Labels: map[string]string{
+			"owner":         e.owner,
+			"dbid":          seg,
+			"databaseid":    strconv.FormatUint(uint64(e.dbOID), 10),
+			"segindex":      seg,
+			LabelInstance:   c.opts.Instance,
+			LabelGeneration: c.opts.Generation,
+			LabelBackendPID: strconv.Itoa(int(e.session.PID)),
+			LabelRuntime:    rt.ID,
+			LabelName:       e.name,
+		},
+		MemoryBytes:  rt.MemoryMB << 20,
+		CPUShares:    rt.CPUShare,
+		Network:      rt.EnableNetwork,
+		Logging:      rt.UseContainerLogging,
+		Binds:        binds,
+		CgroupParent: cgroupParent(rt),
+		Devices:      devices,
+		Hardened:     c.opts.Hardening,
+	}
+}
+
+// cgroupParent places a runtime with a Greenplum resource group under its
+// cgroup, as PL/Container does.
+func cgroupParent(rt *config.Runtime) string {
+	if rt.ResourceGroupID == "" {
+		return ""
+	}
+	return "/gpdb/" + rt.ResourceGroupID
+}
+
+// start creates and starts e's container and waits until it is ready. It
+// always closes e.ready; on failure the container is removed and
+// e.startErr says why.
+func (c *Cache) start(e *entry) {
+	c.createSem <- struct{}{}
+	err := c.create(e)
+	<-c.createSem
+	if err == nil {
+		err = c.waitReady(e)
+	}
+	if err == nil && (e.wantConn || e.prewarm()) {
+		err = c.connect(e)
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	close(e.ready)
+	if err != nil {
+		e.startErr = err
+		e.state = StateReady // no longer starting: removable
+		if !errors.Is(err, ErrCancelled) {
+			c.ctr.StartFailures.Add(1)
+			c.log.Warnf("%v", err)
+		}
+		c.removeLocked(e)
+	} else {
+		e.readyMS = int32(time.Since(e.created).Milliseconds())
+		c.ctr.Ready.Observe(time.Since(e.created))
+		if e.prewarm() {
+			e.state = StatePrewarmed
+		} else {
+			e.state = StateReady
+		}
+		if e.cancel {
+			c.removeLocked(e)
+		}
+	}
+	c.changedLocked()
+}
+
+// create runs create and start with retries on transient errors.
+func (c *Cache) create(e *entry) error {
+	if err := os.Mkdir(e.dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return &StartError{Runtime: e.runtime.ID, Err: fmt.Errorf("creating socket directory: %w", err)}
+	}
+	e.address = "unix:" + filepath.Join(e.dir, SocketName)
+	spec := c.Spec(e)
+	var id string
+	err := c.retry(func(ctx context.Context) error {
+		var err error
+		id, err = c.d.Create(ctx, spec)
+		return err
+	})
+	if err != nil {
+		return &StartError{Runtime: e.runtime.ID, Err: err}
+	}
+	c.mu.Lock()
+	e.id = id
+	cancelled := e.cancel
+	c.changedLocked()
+	c.mu.Unlock()
+	if cancelled {
+		return ErrCancelled
+	}
+	if err := c.retry(func(ctx context.Context) error { return c.d.Start(ctx, id) }); err != nil {
+		return &StartError{Runtime: e.runtime.ID, ID: id, Err: err}
+	}
+	return nil
+}
+
+// retry calls fn up to dockerAttempts times while it fails transiently.
+func (c *Cache) retry(fn func(ctx context.Context) error) error {
+	var err error
+	for attempt := 0; attempt < dockerAttempts; attempt++ {
+		if attempt > 0 {
+			time.Sleep(dockerBackoff << (2 * (attempt - 1)))
+		}
+		err = fn(context.Background())
+		if err == nil {
+			c.setReachable(true)
+			return nil
+		}
+		c.ctr.DockerErrors.Add(1)
+		if dockerx.IsUnreachable(err) {
+			c.setReachable(false)
+			return err
+		}
+		if !dockerx.IsTransient(err) {
+			return err
+		}
+	}
+	return err
+}
+
+// waitReady polls for the client's socket file: its appearance means the
+// client listens. The container is never connected to here, because
+// PL/Container's client accepts exactly one connection. A container that
+// dies meanwhile (the events goroutine marks it) fails at once.
+func (c *Cache) waitReady(e *entry) error {
+	sock := filepath.Join(e.dir, SocketName)
+	timeout := e.runtime.StartTimeout
+	deadline := time.Now().Add(timeout)
+	poll := readyPollMin
+	nextInspect := time.Now().Add(250 * time.Millisecond)
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			return nil
+		}
+		c.mu.Lock()
+		exited, cancelled := e.exited, e.cancel
+		c.mu.Unlock()
+		if cancelled {
+			return ErrCancelled
+		}
+		if exited || time.Now().After(nextInspect) {
+			st, err := c.d.Inspect(context.Background(), e.id)
+			if err == nil && !st.Running && st.Status != "created" {
+				return c.startFailure(e, st, 0)
+			}
+			nextInspect = time.Now().Add(250 * time.Millisecond)
+		}
+		if time.Now().After(deadline) {
+			st, _ := c.d.Inspect(context.Background(), e.id)
+			return c.startFailure(e, st, timeout)
+		}
+		time.Sleep(poll)
+		poll = min(poll*2, readyPollMax)
+	}
+}
+
+// startFailure builds the error for a container that did not come up,
+// with its exit code, OOM flag and last log lines.
+func (c *Cache) startFailure(e *entry, st dockerx.State, timeout time.Duration) error {
+	logs, _ := c.d.Logs(context.Background(), e.id, logTailLines)
+	return &StartError{Runtime: e.runtime.ID, ID: e.id, Timeout: timeout, ExitCode: st.ExitCode,
+		OOM: st.OOMKilled, Logs: strings.TrimSpace(logs)}
+}
+
+// connect opens the container's socket and completes PL/Container's PING
+// handshake; the connected socket is kept in e.conn for a hand-off.
+func (c *Cache) connect(e *entry) error {
+	addr := strings.TrimPrefix(e.address, "unix:")
+	conn, err := net.DialTimeout("unix", addr, pingTimeout)
+	if err != nil {
+		return &StartError{Runtime: e.runtime.ID, ID: e.id, Err: fmt.Errorf("connecting to the container: %w", err)}
+	}
+	uc := conn.(*net.UnixConn)
+	defer uc.Close()
+	version, err := Ping(uc, pingTimeout)
+	if err != nil {
+		return &StartError{Runtime: e.runtime.ID, ID: e.id, Err: fmt.Errorf("PING handshake: %w", err)}
+	}
+	f, err := uc.File() // a blocking duplicate the backend can own
+	if err != nil {
+		return &StartError{Runtime: e.runtime.ID, ID: e.id, Err: err}
+	}
+	c.mu.Lock()
+	e.conn, e.clientVersion = f, version
+	c.mu.Unlock()
+	return nil
+}
+
+// Ping does PL/Container's PING handshake on conn: 'P', int32 little-endian
+// length, version bytes; the reply has the same layout and its version
+// must start with PLCVersion. Returns the client's version.
+func Ping(conn net.Conn, timeout time.Duration) (string, error) {
+	if err := conn.SetDeadline(time.Now().Add(timeout)); err != nil {
+		return "", err
+	}
+	defer conn.SetDeadline(time.Time{})
+	msg := make([]byte, 5+len(PLCVersion))
+	msg[0] = 'P'
+	binary.LittleEndian.PutUint32(msg[1:5], uint32(len(PLCVersion)))
+	copy(msg[5:], PLCVersion)
+	if _, err := conn.Write(msg); err != nil {
+		return "", err
+	}
+	head := make([]byte, 5)
+	if _, err := io.ReadFull(conn, head); err != nil {
+		return "", err
+	}
+	n := binary.LittleEndian.Uint32(head[1:5])
+	if head[0] != 'P' || n > 1024 {
+		return "", fmt.Errorf("unexpected reply %q", head)
+	}
+	v := make([]byte, n)
+	if _, err := io.ReadFull(conn, v); err != nil {
+		return "", err
+	}
+	if !strings.HasPrefix(string(v), PLCVersion) {
+		return "", fmt.Errorf("version mismatch (require %q but get %q)", PLCVersion, v)
+	}
+	return string(v), nil
+}
+
+// removeLocked takes e out of service and queues its removal. A container
+// still starting is removed by its start goroutine once Docker answers.
+func (c *Cache) removeLocked(e *entry) {
+	c.unbindLocked(e)
+	if e.state == StateStopping {
+		return
+	}
+	if e.state == StateStarting {
+		e.cancel = true
+		// The start goroutine removes it when it finishes.
+		select {
+		case <-e.ready:
+		default:
+			c.changedLocked()
+			return
+		}
+	}
+	e.state = StateStopping
+	c.changedLocked()
+	select {
+	case c.removals <- e:
+	default:
+		// The queue is full: remove in a goroutine of its own.
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			defer c.opts.Panics.Recover("container removal")
+			c.destroy(e)
+		}()
+	}
+}
+
+// removeWorker drains the removal queue so that requests never wait for
+// a removal.
+func (c *Cache) removeWorker(ctx context.Context) {
+	for {
+		select {
+		case e := <-c.removals:
+			c.destroy(e)
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// destroy removes e's container and directory and frees its slot.
+func (c *Cache) destroy(e *entry) {
+	if e.conn != nil {
+		e.conn.Close()
+		e.conn = nil
+	}
+	if e.id != "" {
+		var err error
+		for attempt := 0; attempt < removeAttempts; attempt++ {
+			ctx, cancel := context.WithTimeout(context.Background(), removeCallLimit)
+			err = c.d.Remove(ctx, e.id)
+			cancel()
+			if err == nil || dockerx.IsUnreachable(err) {
+				break
+			}
+			time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+		}
+		if err != nil {
+			c.ctr.DockerErrors.Add(1)
+			c.log.Warnf("could not remove container %s: %v (the reconciler will retry)", shortID(e.id), err)
+		}
+	}
+	_ = os.RemoveAll(e.dir)
+	c.mu.Lock()
+	delete(c.entries, e.name)
+	c.grantLocked()
+	c.changedLocked()
+	c.mu.Unlock()
+	c.kickPrewarm()
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

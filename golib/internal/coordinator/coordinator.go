@@ -1,0 +1,420 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/plcoordinator/plcoordinator/golib/internal/cache"
+	"github.com/plcoordinator/plcoordinator/golib/internal/config"
+	"github.com/plcoordinator/plcoordinator/golib/internal/dockerx"
+	"github.com/plcoordinator/plcoordinator/golib/internal/protocol"
+	"github.com/plcoordinator/plcoordinator/golib/internal/server"
+	"github.com/plcoordinator/plcoordinator/golib/internal/status"
+)
+
+// dockerCallTimeout bounds every Docker API call.
+const dockerCallTimeout = 30 * time.Second
+
+// Coordinator wires the socket server, the configuration and the
+// container cache together. It implements server.Handler.
+type Coordinator struct {
+	settings Settings
+	log      *status.Logger
+	panics   *status.Panics
+	counters status.Counters
+
+	docker *dockerx.Client
+	cache  *cache.Cache
+	srv    *server.Server
+	ln     *net.UnixListener
+
+	cfg    atomic.Pointer[config.Config]
+	cfgMu  sync.Mutex // serialises reloads
+	meta   sync.Mutex // guards the fields below
+	loaded time.Time
+	errAt  time.Time
+	errMsg string
+	bump   atomic.Uint64
+}
+
+// New builds a coordinator; Start brings it up.
+func New(s Settings, log *status.Logger, panics *status.Panics) (*Coordinator, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	d, err := dockerx.New(dockerx.Options{Host: s.DockerHost, CallTimeout: dockerCallTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("docker client for %q: %w", s.DockerHost, err)
+	}
+	c := &Coordinator{settings: s, log: log, panics: panics, docker: d}
+	c.cache = cache.New(d, cache.Options{
+		Instance:           s.Instance,
+		Generation:         cache.NewName(),
+		ContainersDir:      s.ContainersDir(),
+		MaxContainers:      s.MaxContainers,
+		MaxParallelCreates: s.MaxParallelCreates,
+		AcquireTimeout:     s.AcquireTimeout,
+		CheckInterval:      s.CheckInterval,
+		Hardening:          s.Hardening,
+		SegIndex:           s.SegIndex,
+		Log:                log,
+		Counters:           &c.counters,
+		Panics:             panics,
+	})
+	c.srv = server.New(c, server.Options{Instance: s.Instance, Log: log})
+	return c, nil
+}
+
+// Start follows the seed's order: open the socket, load the
+// configuration, start the cache, serve.
+func (c *Coordinator) Start() error {
+	ln, err := server.Listen(c.settings.SocketDir, c.settings.SocketPath())
+	if err != nil {
+		return err
+	}
+	c.ln = ln
+	if err := server.PrivateDir(c.settings.ContainersDir()); err != nil {
+		return err
+	}
+	if _, err := c.reload(); err != nil {
+		c.log.Warnf("%v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if v, err := c.docker.Ping(ctx); err != nil {
+		c.log.Warnf("Docker engine at %s is not reachable yet: %v", c.settings.DockerHost, err)
+	} else {
+		c.log.Infof("Docker engine at %s answers (API %s)", c.settings.DockerHost, v)
+	}
+	if err := c.cache.Run(); err != nil {
+		return err
+	}
+	c.panics.Go("socket server", func() {
+		if err := c.srv.Serve(ln); err != nil && !errors.Is(err, server.ErrServerClosed) {
+			panic(fmt.Sprintf("socket server stopped: %v", err))
+		}
+	})
+	return nil
+}
+
+// Stop ends every session and removes every container, within ctx.
+func (c *Coordinator) Stop(ctx context.Context) {
+	if c.srv != nil {
+		_ = c.srv.Close()
+	}
+	if c.cache != nil {
+		c.cache.Close(ctx)
+	}
+	if c.docker != nil {
+		_ = c.docker.Close()
+	}
+}
+
+// ShutdownTimeout bounds Stop.
+func (c *Coordinator) ShutdownTimeout() time.Duration {
+	return max(c.settings.ShutdownTimeout, time.Second)
+}
+
+// ApplySettings takes the reloadable GUCs after a SIGHUP and re-reads the
+// configuration file.
+func (c *Coordinator) ApplySettings(s Settings) {
+	if s.DockerHost != c.settings.DockerHost || s.CheckInterval != c.settings.CheckInterval ||
+		s.MaxParallelCreates != c.settings.MaxParallelCreates || s.AcquireTimeout != c.settings.AcquireTimeout ||
+		s.Hardening != c.settings.Hardening {
+		c.log.Infof("changes of docker_host, check_loop_interval, acquire_timeout, max_parallel_creates and " +
+			"container_hardening take effect when the coordinator restarts")
+	}
+	c.settings.ConfigFile = s.ConfigFile
+	if _, err := c.reload(); err != nil {
+		c.log.Warnf("%v", err)
+	}
+}
+
+// reload loads the configuration file. A broken file never replaces a
+// good one.
+func (c *Coordinator) reload() (*config.Config, error) {
+	c.cfgMu.Lock()
+	defer c.cfgMu.Unlock()
+	cfg, err := config.Load(c.settings.ConfigFile)
+	now := time.Now()
+	c.meta.Lock()
+	defer c.meta.Unlock()
+	defer c.bump.Add(1)
+	if err != nil {
+		c.errAt = now
+		c.errMsg = err.Error()
+		return nil, fmt.Errorf("configuration rejected, keeping the previous runtimes: %w", err)
+	}
+	c.cfg.Store(cfg)
+	c.loaded = now
+	c.errMsg, c.errAt = "", time.Time{}
+	c.cache.SetRuntimes(cfg.Runtimes)
+	if cfg.Missing {
+		c.log.Infof("configuration file %s does not exist: no runtimes are defined", cfg.Path)
+	} else {
+		c.log.Infof("loaded %d runtime(s) from %s", len(cfg.Runtimes), cfg.Path)
+	}
+	return cfg, nil
+}
+
+// Version changes whenever the snapshot may have changed.
+func (c *Coordinator) Version() uint64 { return c.cache.Version() + c.bump.Load() }
+
+// Snapshot is what the main loop publishes to shared memory.
+func (c *Coordinator) Snapshot() *status.Snapshot {
+	s := &status.Snapshot{
+		Containers:      c.cache.Snapshot(),
+		Requesters:      len(c.srv.Sessions()),
+		DockerReachable: c.cache.Reachable(),
+		Stats:           c.counters.Stats(),
+	}
+	if cfg := c.cfg.Load(); cfg != nil {
+		for _, id := range cfg.Order {
+			rt := cfg.Runtimes[id]
+			s.Runtimes = append(s.Runtimes, status.RuntimeAccess{ID: id, UserControl: rt.UserControl(),
+				Roles: strings.Join(rt.Roles, ",")})
+		}
+	}
+	c.meta.Lock()
+	s.ConfigLoadedAt, s.ConfigErrorAt, s.ConfigError = c.loaded, c.errAt, c.errMsg
+	c.meta.Unlock()
+	return s
+}
+
+// Acquire implements server.Handler.
+func (c *Coordinator) Acquire(ctx context.Context, sess *server.Session, req protocol.Acquire) (protocol.Acquired, *os.File, error) {
+	t0 := time.Now()
+	cfg := c.cfg.Load()
+	var rt *config.Runtime
+	if cfg != nil {
+		rt = cfg.Runtimes[req.RuntimeID]
+	}
+	if rt == nil {
+		return protocol.Acquired{}, nil, &protocol.ErrorMsg{Code: protocol.CodeUnknownRuntime,
+			Message: fmt.Sprintf("runtime %q is not defined in the configuration", req.RuntimeID),
+			Hint:    "Check plcoordinator.runtimes; after editing the file run SELECT plcoordinator.reload_config()."}
+	}
+	if rt.Backend != config.DefaultBackendName && cfg.Backends[rt.Backend].Type == config.BackendRemoteDocker {
+		return protocol.Acquired{}, nil, &protocol.ErrorMsg{Code: protocol.CodeDocker,
+			Message: fmt.Sprintf("runtime %q uses remote_docker backend %q, which this coordinator does not support yet", rt.ID, rt.Backend),
+			Hint:    "Use the local Docker engine (plcoordinator.docker_host) for now."}
+	}
+	g, err := c.cache.Acquire(ctx, cache.Request{
+		Session:     cache.Key{PID: sess.PID, StartUS: sess.StartUS},
+		Runtime:     rt,
+		Role:        req.Role,
+		Database:    req.Database,
+		DatabaseOID: req.DatabaseOID,
+		WantConn:    req.Flags&protocol.AcquireWantFD != 0,
+	})
+	if err != nil {
+		return protocol.Acquired{}, nil, c.requestError(rt, err)
+	}
+	return protocol.Acquired{ContainerID: g.ID, Address: g.Address, Reused: g.Reused, Prewarmed: g.Prewarmed,
+		WaitMS: uint32(time.Since(t0).Milliseconds()), ClientVersion: g.ClientVersion}, g.Conn, nil
+}
+
+// requestError maps cache errors to protocol errors (and so SQLSTATEs).
+func (c *Coordinator) requestError(rt *config.Runtime, err error) error {
+	var le *cache.LimitError
+	var se *cache.StartError
+	switch {
+	case errors.As(err, &le):
+		return &protocol.ErrorMsg{Code: protocol.CodeLimit, Message: "too many containers: " + le.Error(),
+			Hint: "Raise plcoordinator.max_container_number (needs a restart) or the runtime's max_containers, " +
+				"or end idle sessions."}
+	case errors.Is(err, cache.ErrCancelled):
+		return &protocol.ErrorMsg{Code: protocol.CodeStartFailed, Message: "acquire cancelled by release_all"}
+	case errors.Is(err, cache.ErrClosed):
+		return &protocol.ErrorMsg{Code: protocol.CodeShuttingDown, Message: "the coordinator is shutting down"}
+	case errors.As(err, &se):
+		if se.Err != nil {
+			code := protocol.CodeDocker
+			hint := "Check that the Docker engine at " + c.settings.DockerHost + " is running and that the image exists."
+			if dockerx.IsUnreachable(se.Err) {
+				hint = "The Docker engine at " + c.settings.DockerHost + " cannot be reached; check that it runs and that the database user may use its socket."
+			}
+			return &protocol.ErrorMsg{Code: code, Message: se.Error(), Hint: hint}
+		}
+		detail := fmt.Sprintf("Exit code %d, OOM killed: %t.", se.ExitCode, se.OOM)
+		if se.Logs != "" {
+			detail += " Last log lines:\n" + se.Logs
+		}
+		if se.Timeout > 0 {
+			return &protocol.ErrorMsg{Code: protocol.CodeStartTimeout, Message: se.Error(), Detail: detail,
+				Hint: "Check the image and command of the runtime, or raise its start_timeout."}
+		}
+		return &protocol.ErrorMsg{Code: protocol.CodeStartFailed, Message: se.Error(), Detail: detail,
+			Hint: "Enable use_container_logging for the runtime to keep the container's output."}
+	}
+	return &protocol.ErrorMsg{Code: protocol.CodeInternal, Message: err.Error()}
+}
+
+// Release implements server.Handler.
+func (c *Coordinator) Release(sess *server.Session, runtimeID string) (uint32, error) {
+	return uint32(c.cache.Release(cache.Key{PID: sess.PID, StartUS: sess.StartUS}, runtimeID)), nil
+}
+
+// ReleaseAll implements server.Handler.
+func (c *Coordinator) ReleaseAll(sess *server.Session) uint32 {
+	return uint32(c.cache.ReleaseAll(cache.Key{PID: sess.PID, StartUS: sess.StartUS}))
+}
+
+// SessionEnded implements server.Handler.
+func (c *Coordinator) SessionEnded(sess *server.Session) {
+	c.cache.SessionEnded(cache.Key{PID: sess.PID, StartUS: sess.StartUS})
+	c.bump.Add(1)
+}
+
+// Reload implements server.Handler: re-read the file now and report.
+func (c *Coordinator) Reload(ctx context.Context) (protocol.Reloaded, error) {
+	cfg, err := c.reload()
+	if err != nil {
+		msg := &protocol.ErrorMsg{Code: protocol.CodeConfigInvalid,
+			Message: "invalid runtime configuration, the previous configuration stays in use",
+			Hint:    "Fix the file and run SELECT plcoordinator.reload_config() again."}
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			lines := make([]string, len(ce.Problems))
+			for i, p := range ce.Problems {
+				lines[i] = p.String()
+			}
+			msg.Message = fmt.Sprintf("configuration file %q has %d problem(s), the previous configuration stays in use",
+				ce.Path, len(ce.Problems))
+			msg.Detail = strings.Join(lines, "\n")
+		} else {
+			msg.Detail = err.Error()
+		}
+		return protocol.Reloaded{}, msg
+	}
+	text := fmt.Sprintf("loaded %d runtime(s) from %s", len(cfg.Runtimes), cfg.Path)
+	if cfg.Missing {
+		text = fmt.Sprintf("configuration file %s does not exist: no runtimes are defined", cfg.Path)
+	}
+	return protocol.Reloaded{Runtimes: uint32(len(cfg.Runtimes)), Message: text}, nil
+}
+
+// DebugPanic implements server.Handler: a test hook that panics in a
+// goroutine when plcoordinator.enable_test_hooks is on.
+func (c *Coordinator) DebugPanic() error {
+	if !c.settings.TestHooks {
+		return &protocol.ErrorMsg{Code: protocol.CodePermission, Message: "test hooks are disabled",
+			Hint: "Set plcoordinator.enable_test_hooks = on and restart the server (tests only)."}
+	}
+	c.panics.Go("debug panic", func() {
+		time.Sleep(50 * time.Millisecond)
+		panic("plcoordinator.debug_panic() was called")
+	})
+	return nil
+}
+
+// runtimeJSON is one row of plcoordinator.runtimes.
+type runtimeJSON struct {
+	ID                  string   `json:"runtime_id"`
+	Image               string   `json:"image"`
+	Command             string   `json:"command"`
+	MemoryMB            int64    `json:"memory_mb"`
+	CPUShare            int64    `json:"cpu_share"`
+	UseContainerLogging bool     `json:"use_container_logging"`
+	EnableNetwork       bool     `json:"enable_network"`
+	Roles               []string `json:"roles"`
+	ResourceGroupID     *string  `json:"resource_group_id"`
+	SharedDirs          []string `json:"shared_directories"`
+	Devices             []string `json:"device_requests"`
+	Backend             string   `json:"backend"`
+	Prewarm             int      `json:"prewarm"`
+	IdleTimeoutS        int      `json:"idle_timeout_s"`
+	MaxContainers       int      `json:"max_containers"`
+	Reuse               bool     `json:"reuse_across_sessions"`
+	StartTimeoutS       int      `json:"start_timeout_s"`
+}
+
+type requesterJSON struct {
+	PID           int32      `json:"pid"`
+	ConnectedAt   time.Time  `json:"connected_at"`
+	Containers    int        `json:"containers"`
+	LastRequest   string     `json:"last_request"`
+	LastRequestAt *time.Time `json:"last_request_at"`
+}
+
+// Status implements server.Handler: the document behind the runtimes and
+// requesters views.
+func (c *Coordinator) Status() string {
+	doc := struct {
+		Runtimes   []runtimeJSON   `json:"runtimes"`
+		Requesters []requesterJSON `json:"requesters"`
+		Truncated  bool            `json:"truncated,omitempty"`
+	}{Runtimes: []runtimeJSON{}, Requesters: []requesterJSON{}}
+	if cfg := c.cfg.Load(); cfg != nil {
+		for _, id := range cfg.Order {
+			doc.Runtimes = append(doc.Runtimes, toRuntimeJSON(cfg.Runtimes[id]))
+		}
+	}
+	held := c.cache.Sessions()
+	for _, s := range c.srv.Sessions() {
+		r := requesterJSON{PID: s.PID, ConnectedAt: s.ConnectedAt, LastRequest: s.LastRequest,
+			Containers: held[cache.Key{PID: s.PID, StartUS: s.StartUS}]}
+		if !s.LastRequestAt.IsZero() {
+			t := s.LastRequestAt
+			r.LastRequestAt = &t
+		}
+		doc.Requesters = append(doc.Requesters, r)
+	}
+	for {
+		b, _ := json.Marshal(doc)
+		if len(b) <= protocol.MaxText || (len(doc.Requesters) == 0 && len(doc.Runtimes) == 0) {
+			return string(b)
+		}
+		doc.Truncated = true
+		if len(doc.Requesters) > 0 {
+			doc.Requesters = doc.Requesters[:len(doc.Requesters)/2]
+		} else {
+			doc.Runtimes = doc.Runtimes[:len(doc.Runtimes)/2]
+		}
+	}
+}
+
+func toRuntimeJSON(rt *config.Runtime) runtimeJSON {
+	r := runtimeJSON{ID: rt.ID, Image: rt.Image, Command: rt.Command, MemoryMB: rt.MemoryMB, CPUShare: rt.CPUShare,
+		UseContainerLogging: rt.UseContainerLogging, EnableNetwork: rt.EnableNetwork, Roles: rt.Roles,
+		Backend: rt.Backend, Prewarm: rt.Prewarm, IdleTimeoutS: int(rt.IdleTimeout / time.Second),
+		MaxContainers: rt.MaxContainers, Reuse: rt.ReuseAcrossSessions, StartTimeoutS: int(rt.StartTimeout / time.Second),
+		SharedDirs: []string{}, Devices: []string{}}
+	if rt.Roles == nil {
+		r.Roles = []string{}
+	}
+	if rt.ResourceGroupID != "" {
+		id := rt.ResourceGroupID
+		r.ResourceGroupID = &id
+	}
+	for _, d := range rt.SharedDirs {
+		mode := "rw"
+		if d.ReadOnly {
+			mode = "ro"
+		}
+		r.SharedDirs = append(r.SharedDirs, d.Host+":"+d.Container+":"+mode)
+	}
+	for _, d := range rt.Devices {
+		ids := "all"
+		if !d.All {
+			ids = strings.Join(d.DeviceIDs, ",")
+		}
+		s := fmt.Sprintf("type=%s devices=%s capabilities=%s", d.Capabilities[len(d.Capabilities)-1], ids,
+			strings.Join(d.Capabilities, ","))
+		if d.Driver != "" {
+			s += " driver=" + d.Driver
+		}
+		r.Devices = append(r.Devices, s)
+	}
+	sort.Strings(r.Roles)
+	return r
+}
