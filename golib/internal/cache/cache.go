@@ -65,6 +65,9 @@ type Options struct {
 	Log                *status.Logger
 	Counters           *status.Counters
 	Panics             *status.Panics
+	// OnChange is called, with the cache locked, whenever the published
+	// state changed; it must not block.
+	OnChange func()
 }
 
 // Key identifies a session: a backend pid and its start time, so a reused
@@ -242,7 +245,12 @@ func (c *Cache) Version() uint64 {
 	return c.version
 }
 
-func (c *Cache) changedLocked() { c.version++ }
+func (c *Cache) changedLocked() {
+	c.version++
+	if c.opts.OnChange != nil {
+		c.opts.OnChange()
+	}
+}
 
 // NewName returns a fresh short random id.
 func NewName() string {

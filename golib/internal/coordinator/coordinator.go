@@ -44,7 +44,18 @@ type Coordinator struct {
 	errAt  time.Time
 	errMsg string
 	bump   atomic.Uint64
+
+	// Publishing: dirty wakes the main loop; waiters of a version block
+	// until the main loop has copied it to shared memory.
+	dirty     chan struct{}
+	pubMu     sync.Mutex
+	published uint64
+	pubCh     chan struct{}
 }
+
+// publishWait bounds how long a request waits for its effect to reach
+// shared memory before answering.
+const publishWait = 250 * time.Millisecond
 
 // New builds a coordinator; Start brings it up.
 func New(s Settings, log *status.Logger, panics *status.Panics) (*Coordinator, error) {
@@ -55,7 +66,8 @@ func New(s Settings, log *status.Logger, panics *status.Panics) (*Coordinator, e
 	if err != nil {
 		return nil, fmt.Errorf("docker client for %q: %w", s.DockerHost, err)
 	}
-	c := &Coordinator{settings: s, log: log, panics: panics, docker: d}
+	c := &Coordinator{settings: s, log: log, panics: panics, docker: d,
+		dirty: make(chan struct{}, 1), pubCh: make(chan struct{})}
 	c.cache = cache.New(d, cache.Options{
 		Instance:           s.Instance,
 		Generation:         cache.NewName(),
@@ -69,6 +81,7 @@ func New(s Settings, log *status.Logger, panics *status.Panics) (*Coordinator, e
 		Log:                log,
 		Counters:           &c.counters,
 		Panics:             panics,
+		OnChange:           c.changed,
 	})
 	c.srv = server.New(c, server.Options{Instance: s.Instance, Log: log})
 	return c, nil
@@ -148,7 +161,7 @@ func (c *Coordinator) reload() (*config.Config, error) {
 	now := time.Now()
 	c.meta.Lock()
 	defer c.meta.Unlock()
-	defer c.bump.Add(1)
+	defer c.touch()
 	if err != nil {
 		c.errAt = now
 		c.errMsg = err.Error()
@@ -168,6 +181,55 @@ func (c *Coordinator) reload() (*config.Config, error) {
 
 // Version changes whenever the snapshot may have changed.
 func (c *Coordinator) Version() uint64 { return c.cache.Version() + c.bump.Load() }
+
+// changed wakes the main loop to publish; never blocks.
+func (c *Coordinator) changed() {
+	select {
+	case c.dirty <- struct{}{}:
+	default:
+	}
+}
+
+// touch records a change outside the cache.
+func (c *Coordinator) touch() {
+	c.bump.Add(1)
+	c.changed()
+}
+
+// Dirty is readable when there is something new to publish.
+func (c *Coordinator) Dirty() <-chan struct{} { return c.dirty }
+
+// Published tells waiters that version v is in shared memory.
+func (c *Coordinator) Published(v uint64) {
+	c.pubMu.Lock()
+	if v > c.published {
+		c.published = v
+		close(c.pubCh)
+		c.pubCh = make(chan struct{})
+	}
+	c.pubMu.Unlock()
+}
+
+// syncPublished waits until what the caller changed is visible in the
+// views, so that a backend reading plcoordinator.containers right after
+// acquire sees its container. Bounded by publishWait.
+func (c *Coordinator) syncPublished() {
+	v := c.Version()
+	timer := time.NewTimer(publishWait)
+	defer timer.Stop()
+	c.pubMu.Lock()
+	for c.published < v {
+		ch := c.pubCh
+		c.pubMu.Unlock()
+		select {
+		case <-ch:
+		case <-timer.C:
+			return
+		}
+		c.pubMu.Lock()
+	}
+	c.pubMu.Unlock()
+}
 
 // Snapshot is what the main loop publishes to shared memory.
 func (c *Coordinator) Snapshot() *status.Snapshot {
@@ -219,6 +281,7 @@ func (c *Coordinator) Acquire(ctx context.Context, sess *server.Session, req pro
 	if err != nil {
 		return protocol.Acquired{}, nil, c.requestError(rt, err)
 	}
+	c.syncPublished()
 	return protocol.Acquired{ContainerID: g.ID, Address: g.Address, Reused: g.Reused, Prewarmed: g.Prewarmed,
 		WaitMS: uint32(time.Since(t0).Milliseconds()), ClientVersion: g.ClientVersion}, g.Conn, nil
 }
@@ -261,23 +324,28 @@ func (c *Coordinator) requestError(rt *config.Runtime, err error) error {
 
 // Release implements server.Handler.
 func (c *Coordinator) Release(sess *server.Session, runtimeID string) (uint32, error) {
-	return uint32(c.cache.Release(cache.Key{PID: sess.PID, StartUS: sess.StartUS}, runtimeID)), nil
+	n := c.cache.Release(cache.Key{PID: sess.PID, StartUS: sess.StartUS}, runtimeID)
+	c.syncPublished()
+	return uint32(n), nil
 }
 
 // ReleaseAll implements server.Handler.
 func (c *Coordinator) ReleaseAll(sess *server.Session) uint32 {
-	return uint32(c.cache.ReleaseAll(cache.Key{PID: sess.PID, StartUS: sess.StartUS}))
+	n := c.cache.ReleaseAll(cache.Key{PID: sess.PID, StartUS: sess.StartUS})
+	c.syncPublished()
+	return uint32(n)
 }
 
 // SessionEnded implements server.Handler.
 func (c *Coordinator) SessionEnded(sess *server.Session) {
 	c.cache.SessionEnded(cache.Key{PID: sess.PID, StartUS: sess.StartUS})
-	c.bump.Add(1)
+	c.touch()
 }
 
 // Reload implements server.Handler: re-read the file now and report.
 func (c *Coordinator) Reload(ctx context.Context) (protocol.Reloaded, error) {
 	cfg, err := c.reload()
+	c.syncPublished()
 	if err != nil {
 		msg := &protocol.ErrorMsg{Code: protocol.CodeConfigInvalid,
 			Message: "invalid runtime configuration, the previous configuration stays in use",

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"runtime"
@@ -18,9 +19,9 @@ const (
 	ExitRestart = 1 // let the postmaster start it again
 )
 
-// publishInterval bounds how stale the shared-memory snapshot may get
-// while containers change; an idle coordinator publishes nothing.
-const publishInterval = 100 * time.Millisecond
+// housekeepingInterval is how often the main loop checks for dropped log
+// records; publishing itself is driven by changes.
+const housekeepingInterval = time.Second
 
 // Run is the coordinator's main loop. It runs on PostgreSQL's main thread
 // (the goroutine the C shim called into) and is the only code that calls
@@ -57,13 +58,18 @@ func Run(host Host, s Settings, signalFD, postmasterFD int) (code int) {
 		}
 		return ExitRestart
 	}
+	publish := func() {
+		v := c.Version()
+		host.Publish(c.Snapshot())
+		c.Published(v)
+	}
+	publish()
 	host.SetState(StateReady, "unix:"+s.SocketPath())
 	host.Log(status.Info, "coordinator ready on "+s.SocketPath())
 
 	code = ExitRestart
-	publish := time.NewTicker(publishInterval)
-	defer publish.Stop()
-	published := uint64(0)
+	housekeeping := time.NewTicker(housekeepingInterval)
+	defer housekeeping.Stop()
 loop:
 	for {
 		select {
@@ -88,13 +94,11 @@ loop:
 			break loop
 		case rec := <-log.Records():
 			host.Log(rec.Level, rec.Message)
-		case <-publish.C:
-			if v := c.Version(); v != published {
-				published = v
-				host.Publish(c.Snapshot())
-			}
+		case <-c.Dirty():
+			publish()
+		case <-housekeeping.C:
 			if n := log.Dropped(); n > 0 {
-				host.Log(status.Warning, "log queue full: dropped records")
+				host.Log(status.Warning, fmt.Sprintf("log queue full: dropped %d records", n))
 			}
 		}
 	}
@@ -111,8 +115,10 @@ loop:
 		select {
 		case <-done:
 			drainLogs(host, log)
-			host.Publish(c.Snapshot())
+			publish()
 			return code
+		case <-c.Dirty():
+			publish()
 		case rec := <-log.Records():
 			host.Log(rec.Level, rec.Message)
 		case err := <-panics.C():

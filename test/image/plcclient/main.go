@@ -101,7 +101,29 @@ func main() {
 		s := <-sigs
 		cancel(fmt.Errorf("received signal %v", s))
 	}()
-	os.Exit(run(ctx, options{Getenv: os.Getenv, Out: os.Stdout}))
+	os.Exit(run(ctx, options{Getenv: faultFileEnv(os.Getenv, faultFile), Out: os.Stdout}))
+}
+
+// faultFile lets a runtime configuration select a fault without an
+// environment variable (the coordinator sets the container's environment):
+// mount a directory holding a file "fault" at /plcfault with a
+// <shared_directory>. PLC_FAULT in the environment wins.
+const faultFile = "/plcfault/fault"
+
+// faultFileEnv wraps getenv so that PLC_FAULT falls back to the content of
+// path.
+func faultFileEnv(getenv func(string) string, path string) func(string) string {
+	return func(key string) string {
+		v := getenv(key)
+		if key != "PLC_FAULT" || v != "" {
+			return v
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(b))
+	}
 }
 
 // run executes the client and returns the process exit code. Cancelling ctx

@@ -654,3 +654,27 @@ func TestProcessSIGTERM(t *testing.T) {
 		t.Errorf("log does not mention the signal:\n%s", out.String())
 	}
 }
+
+func TestFaultFileEnv(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/fault"
+	if err := os.WriteFile(path, []byte(" listen_late:5\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	none := func(string) string { return "" }
+	if got := faultFileEnv(none, path)("PLC_FAULT"); got != "listen_late:5" {
+		t.Fatalf("fault from file: got %q", got)
+	}
+	env := func(k string) string {
+		if k == "PLC_FAULT" {
+			return "oom"
+		}
+		return ""
+	}
+	if got := faultFileEnv(env, path)("PLC_FAULT"); got != "oom" {
+		t.Fatalf("environment must win: got %q", got)
+	}
+	if got := faultFileEnv(none, dir+"/missing")("PLC_FAULT"); got != "" {
+		t.Fatalf("missing file: got %q", got)
+	}
+}
