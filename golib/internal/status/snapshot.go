@@ -28,9 +28,9 @@ type Container struct {
 // Stats are the counters of plcoordinator.stats.
 type Stats struct {
 	Requests, WarmHits, PrewarmHits, ColdStarts, StartFailures, DockerErrors int64
-	Releases, SessionsReaped, OrphansRemoved, QueueWaits, QueueTimeouts     int64
-	AcquireP50, AcquireP95, AcquireP99                                     float64 // ms
-	ReadyP50, ReadyP95, ReadyP99                                           float64 // ms
+	Releases, SessionsReaped, OrphansRemoved, QueueWaits, QueueTimeouts      int64
+	AcquireP50, AcquireP95, AcquireP99                                       float64 // ms
+	ReadyP50, ReadyP95, ReadyP99                                             float64 // ms
 }
 
 // RuntimeAccess is what a backend checks before asking for a runtime.
@@ -55,8 +55,8 @@ type Snapshot struct {
 // Counters are the coordinator's event counters; safe for concurrent use.
 type Counters struct {
 	Requests, WarmHits, PrewarmHits, ColdStarts, StartFailures, DockerErrors atomic.Int64
-	Releases, SessionsReaped, OrphansRemoved, QueueWaits, QueueTimeouts     atomic.Int64
-	Acquire, Ready                                                         Latencies
+	Releases, SessionsReaped, OrphansRemoved, QueueWaits, QueueTimeouts      atomic.Int64
+	Acquire, Ready                                                           Latencies
 }
 
 // Stats copies the counters.
