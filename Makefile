@@ -13,7 +13,7 @@ PG_CPPFLAGS = -Iinclude -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
 	-Wno-missing-field-initializers -Wno-sign-compare -Wno-cast-function-type
 SHLIB_LINK = -ldl -lpthread
 
-REGRESS = $(basename $(notdir $(wildcard test/regress/sql/*.sql)))
+REGRESS = status gucs config access acquire
 REGRESS_OPTS = --inputdir=test/regress --outputdir=test/regress \
 	--temp-config=test/regress/plcoordinator.conf --temp-instance=tmp_check \
 	--load-extension=plcoordinator
@@ -29,7 +29,7 @@ include $(PGXS)
 
 GO ?= go
 GOLIB_SO = build/plcoordinator_go.so
-GO_SOURCES = $(shell find golib -name '*.go' -not -name '*_test.go')
+GO_SOURCES = $(shell find golib -name '*.go' -not -name '*_test.go' 2>/dev/null)
 # Go sees no environment inside a PostgreSQL process: runtime settings are
 # fixed at link time.  asyncpreemptoff keeps Go off SIGURG, which
 # PostgreSQL uses to wake latches.
@@ -51,7 +51,7 @@ uninstall-golib:
 	rm -f '$(DESTDIR)$(pkglibdir)/plcoordinator_go.so'
 
 .PHONY: install-golib uninstall-golib gotest gotest-integration test-image \
-	abicheck fuzz lint test demo bench
+	abicheck protocheck fuzz lint test demo bench
 
 # Go unit tests (no database, no Docker).
 gotest:
@@ -65,6 +65,11 @@ gotest-integration: test-image
 # the Go library must export the ABI the shim expects.
 abicheck: all
 	test/abi/check.sh plcoordinator.so $(GOLIB_SO)
+
+# The C codec against the golden frames the Go codec is tested with.
+protocheck:
+	$(CC) -std=gnu11 -Wall -Wextra -Werror -Iinclude -o build/golden test/protocol/golden.c bgworker/proto.c
+	build/golden golib/internal/protocol/testdata/golden
 
 # Brief fuzzing of the decoders; crashers land in testdata/fuzz.
 fuzz:

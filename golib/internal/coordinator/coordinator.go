@@ -48,6 +48,7 @@ type Coordinator struct {
 	// Publishing: dirty wakes the main loop; waiters of a version block
 	// until the main loop has copied it to shared memory.
 	dirty     chan struct{}
+	reloads   chan chan<- reloadResult
 	pubMu     sync.Mutex
 	published uint64
 	pubCh     chan struct{}
@@ -67,7 +68,7 @@ func New(s Settings, log *status.Logger, panics *status.Panics) (*Coordinator, e
 		return nil, fmt.Errorf("docker client for %q: %w", s.DockerHost, err)
 	}
 	c := &Coordinator{settings: s, log: log, panics: panics, docker: d,
-		dirty: make(chan struct{}, 1), pubCh: make(chan struct{})}
+		dirty: make(chan struct{}, 1), pubCh: make(chan struct{}), reloads: make(chan chan<- reloadResult)}
 	c.cache = cache.New(d, cache.Options{
 		Instance:           s.Instance,
 		Generation:         cache.NewName(),
@@ -137,9 +138,19 @@ func (c *Coordinator) ShutdownTimeout() time.Duration {
 	return max(c.settings.ShutdownTimeout, time.Second)
 }
 
-// ApplySettings takes the reloadable GUCs after a SIGHUP and re-reads the
-// configuration file.
-func (c *Coordinator) ApplySettings(s Settings) {
+// reloadResult is the outcome of a reload done by the main loop.
+type reloadResult struct {
+	cfg *config.Config
+	err error
+}
+
+// ReloadRequests delivers reload_config() calls to the main loop, which
+// re-reads postgresql.conf (only it may) before the runtime file.
+func (c *Coordinator) ReloadRequests() <-chan chan<- reloadResult { return c.reloads }
+
+// ApplySettings takes the reloadable GUCs after a SIGHUP or a
+// reload_config() call and re-reads the configuration file.
+func (c *Coordinator) ApplySettings(s Settings) (*config.Config, error) {
 	if s.DockerHost != c.settings.DockerHost || s.CheckInterval != c.settings.CheckInterval ||
 		s.MaxParallelCreates != c.settings.MaxParallelCreates || s.AcquireTimeout != c.settings.AcquireTimeout ||
 		s.Hardening != c.settings.Hardening {
@@ -147,9 +158,11 @@ func (c *Coordinator) ApplySettings(s Settings) {
 			"container_hardening take effect when the coordinator restarts")
 	}
 	c.settings.ConfigFile = s.ConfigFile
-	if _, err := c.reload(); err != nil {
+	cfg, err := c.reload()
+	if err != nil {
 		c.log.Warnf("%v", err)
 	}
+	return cfg, err
 }
 
 // reload loads the configuration file. A broken file never replaces a
@@ -342,9 +355,22 @@ func (c *Coordinator) SessionEnded(sess *server.Session) {
 	c.touch()
 }
 
-// Reload implements server.Handler: re-read the file now and report.
+// Reload implements server.Handler: the main loop re-reads the settings
+// and the file now; the reply says what happened.
 func (c *Coordinator) Reload(ctx context.Context) (protocol.Reloaded, error) {
-	cfg, err := c.reload()
+	done := make(chan reloadResult, 1)
+	select {
+	case c.reloads <- done:
+	case <-ctx.Done():
+		return protocol.Reloaded{}, ctx.Err()
+	}
+	var res reloadResult
+	select {
+	case res = <-done:
+	case <-ctx.Done():
+		return protocol.Reloaded{}, ctx.Err()
+	}
+	cfg, err := res.cfg, res.err
 	c.syncPublished()
 	if err != nil {
 		msg := &protocol.ErrorMsg{Code: protocol.CodeConfigInvalid,

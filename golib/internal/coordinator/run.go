@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/plcoordinator/plcoordinator/golib/internal/config"
 	"github.com/plcoordinator/plcoordinator/golib/internal/status"
 )
 
@@ -76,11 +77,7 @@ loop:
 		case <-signals:
 			bits := host.TakeSignals()
 			if bits&SigHup != 0 {
-				if ns, err := host.ReloadSettings(); err != nil {
-					host.Log(status.Warning, "could not reload settings: "+err.Error())
-				} else {
-					c.ApplySettings(ns)
-				}
+				reloadSettings(host, c)
 			}
 			if bits&SigTerm != 0 {
 				host.Log(status.Info, "received SIGTERM, shutting down")
@@ -96,6 +93,9 @@ loop:
 			host.Log(rec.Level, rec.Message)
 		case <-c.Dirty():
 			publish()
+		case done := <-c.ReloadRequests():
+			cfg, err := reloadSettings(host, c)
+			done <- reloadResult{cfg: cfg, err: err}
 		case <-housekeeping.C:
 			if n := log.Dropped(); n > 0 {
 				host.Log(status.Warning, fmt.Sprintf("log queue full: dropped %d records", n))
@@ -126,6 +126,17 @@ loop:
 			return code
 		}
 	}
+}
+
+// reloadSettings re-reads postgresql.conf through the host and applies
+// it, the runtime configuration file included.
+func reloadSettings(host Host, c *Coordinator) (*config.Config, error) {
+	ns, err := host.ReloadSettings()
+	if err != nil {
+		host.Log(status.Warning, "could not reload settings: "+err.Error())
+		return c.ApplySettings(c.settings)
+	}
+	return c.ApplySettings(ns)
 }
 
 // drainLogs writes every queued record.
