@@ -703,18 +703,38 @@ plcoord_status_json(void)
 }
 
 /*
+ * coord_simple
+ *		A request without fields whose reply is DONE.
+ */
+static void
+coord_simple(uint8_t type)
+{
+	uint8_t		buf[64];
+	PlcpWriter	w = {buf, 0, sizeof(buf), false};
+	PlcoordReply reply;
+
+	COORD_BEGIN(&w, buf, type);
+	coord_call(&w, PLCP_DONE, &reply, PLCOORD_REQUEST_TIMEOUT_MS);
+}
+
+/*
+ * plcoord_stats_reset
+ *		Zeroes the coordinator's counters (plcoordinator.stats).
+ */
+void
+plcoord_stats_reset(void)
+{
+	coord_simple(PLCP_STATS_RESET);
+}
+
+/*
  * plcoord_debug_panic
  *		Test hook: makes the coordinator panic in a goroutine.
  */
 void
 plcoord_debug_panic(void)
 {
-	uint8_t		buf[64];
-	PlcpWriter	w = {buf, 0, sizeof(buf), false};
-	PlcoordReply reply;
-
-	COORD_BEGIN(&w, buf, PLCP_DEBUG_PANIC);
-	coord_call(&w, PLCP_RELEASED, &reply, PLCOORD_REQUEST_TIMEOUT_MS);
+	coord_simple(PLCP_DEBUG_PANIC);
 }
 
 /*

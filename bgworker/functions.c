@@ -39,6 +39,7 @@ PG_FUNCTION_INFO_V1(plcoordinator_reload_config);
 PG_FUNCTION_INFO_V1(plcoordinator_status_json);
 PG_FUNCTION_INFO_V1(plcoordinator_containers);
 PG_FUNCTION_INFO_V1(plcoordinator_stats);
+PG_FUNCTION_INFO_V1(plcoordinator_stats_reset);
 PG_FUNCTION_INFO_V1(plcoordinator_debug_panic);
 
 /* How long ping() waits for the container's socket and its answer. */
@@ -261,6 +262,13 @@ Datum
 plcoordinator_status_json(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_TEXT_P(cstring_to_text(plcoord_status_json()));
+}
+
+Datum
+plcoordinator_stats_reset(PG_FUNCTION_ARGS)
+{
+	plcoord_stats_reset();
+	PG_RETURN_VOID();
 }
 
 Datum

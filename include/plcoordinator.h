@@ -76,6 +76,7 @@ extern void plcoord_forget_container(const char *runtime_id);
 extern void plcoord_check_runtime_access(const char *runtime_id);
 extern char *plcoord_reload(uint32_t *nruntimes);
 extern char *plcoord_status_json(void);
+extern void plcoord_stats_reset(void);
 extern void plcoord_debug_panic(void);
 
 /* Shared memory (bgworker/shmem.c). */

@@ -31,6 +31,7 @@
 /* Message types. */
 #define PLCP_HELLO			0x01
 #define PLCP_WELCOME		0x02
+#define PLCP_DONE			0x03
 #define PLCP_ACQUIRE		0x10
 #define PLCP_ACQUIRED		0x11
 #define PLCP_RELEASE		0x12
@@ -40,6 +41,7 @@
 #define PLCP_RELOADED		0x21
 #define PLCP_STATUS			0x22
 #define PLCP_STATUS_REPLY	0x23
+#define PLCP_STATS_RESET	0x24
 #define PLCP_DEBUG_PANIC	0x7E
 #define PLCP_ERROR			0x7F
 

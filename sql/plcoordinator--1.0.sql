@@ -139,6 +139,13 @@ CREATE VIEW plcoordinator.stats AS
 COMMENT ON VIEW plcoordinator.stats IS
     'Coordinator counters and latency percentiles since start';
 
+CREATE FUNCTION plcoordinator.stats_reset()
+RETURNS void
+AS 'MODULE_PATHNAME', 'plcoordinator_stats_reset'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION plcoordinator.stats_reset() IS
+    'Zeroes the counters and latency samples of plcoordinator.stats';
+
 CREATE VIEW plcoordinator.runtimes AS
     SELECT r.*
     FROM json_to_recordset(plcoordinator._status_json() -> 'runtimes') AS r(
@@ -201,6 +208,7 @@ COMMENT ON FUNCTION plcoordinator.debug_panic() IS
 -- functions are granted like the views, reload and test hooks are not.
 REVOKE ALL ON FUNCTION plcoordinator.reload_config() FROM PUBLIC;
 REVOKE ALL ON FUNCTION plcoordinator.debug_panic() FROM PUBLIC;
+REVOKE ALL ON FUNCTION plcoordinator.stats_reset() FROM PUBLIC;
 GRANT USAGE ON SCHEMA plcoordinator TO PUBLIC;
 GRANT SELECT ON plcoordinator.status, plcoordinator.containers,
     plcoordinator.stats, plcoordinator.runtimes, plcoordinator.requesters TO PUBLIC;

@@ -37,10 +37,33 @@ const (
 	removeCallLimit = 30 * time.Second
 )
 
-// Spec builds the Docker create body of a container: what PL/Container
-// does, plus the coordinator's labels.
+// SpecParams are the inputs of a container's create body.
+type SpecParams struct {
+	Runtime    *config.Runtime
+	Name       string // short id: container name suffix and LabelName
+	Dir        string // host directory mounted at /tmp/plcontainer
+	Owner      string // role name: PL/Container's owner label, DB_USER_NAME
+	Database   string
+	DBOID      uint32
+	BackendPID int32
+	Instance   string
+	Generation string
+	SegIndex   int
+	Hardened   bool
+}
+
+// Spec builds the Docker create body of e's container.
 func (c *Cache) Spec(e *entry) dockerx.Spec {
-	rt := e.runtime
+	return ContainerSpec(SpecParams{Runtime: e.runtime, Name: e.name, Dir: e.dir, Owner: e.owner,
+		Database: e.database, DBOID: e.dbOID, BackendPID: e.session.PID, Instance: c.opts.Instance,
+		Generation: c.opts.Generation, SegIndex: c.opts.SegIndex, Hardened: c.opts.Hardening})
+}
+
+// ContainerSpec builds a container's Docker create body: what PL/Container
+// does (command, environment, binds, limits, labels), plus the
+// coordinator's labels. The benchmark's raw baseline uses it too.
+func ContainerSpec(p SpecParams) dockerx.Spec {
+	rt := p.Runtime
 	binds := make([]string, 0, len(rt.SharedDirs)+1)
 	for _, d := range rt.SharedDirs {
 		mode := "rw"
@@ -49,7 +72,7 @@ func (c *Cache) Spec(e *entry) dockerx.Spec {
 		}
 		binds = append(binds, d.Host+":"+d.Container+":"+mode)
 	}
-	binds = append(binds, e.dir+":/tmp/plcontainer:rw")
+	binds = append(binds, p.Dir+":/tmp/plcontainer:rw")
 
 	devices := make([]dockerx.Device, 0, len(rt.Devices))
 	for _, d := range rt.Devices {
@@ -61,29 +84,29 @@ func (c *Cache) Spec(e *entry) dockerx.Spec {
 		devices = append(devices, dev)
 	}
 
-	seg := strconv.Itoa(c.opts.SegIndex)
+	seg := strconv.Itoa(p.SegIndex)
 	return dockerx.Spec{
-		Name:  "plcoord-" + e.name,
+		Name:  "plcoord-" + p.Name,
 		Image: rt.Image,
 		Cmd:   []string{rt.Command},
 		Env: []string{
 			"EXECUTOR_UID=" + strconv.Itoa(os.Geteuid()),
 			"EXECUTOR_GID=" + strconv.Itoa(os.Getegid()),
-			"DB_USER_NAME=" + e.owner,
-			"DB_NAME=" + e.database,
-			"DB_QE_PID=" + strconv.Itoa(int(e.session.PID)),
+			"DB_USER_NAME=" + p.Owner,
+			"DB_NAME=" + p.Database,
+			"DB_QE_PID=" + strconv.Itoa(int(p.BackendPID)),
 			"USE_CONTAINER_NETWORK=false",
 		},
 		Labels: map[string]string{
-			"owner":         e.owner,
+			"owner":         p.Owner,
 			"dbid":          seg,
-			"databaseid":    strconv.FormatUint(uint64(e.dbOID), 10),
+			"databaseid":    strconv.FormatUint(uint64(p.DBOID), 10),
 			"segindex":      seg,
-			LabelInstance:   c.opts.Instance,
-			LabelGeneration: c.opts.Generation,
-			LabelBackendPID: strconv.Itoa(int(e.session.PID)),
+			LabelInstance:   p.Instance,
+			LabelGeneration: p.Generation,
+			LabelBackendPID: strconv.Itoa(int(p.BackendPID)),
 			LabelRuntime:    rt.ID,
-			LabelName:       e.name,
+			LabelName:       p.Name,
 		},
 		MemoryBytes:  rt.MemoryMB << 20,
 		CPUShares:    rt.CPUShare,
@@ -92,7 +115,7 @@ func (c *Cache) Spec(e *entry) dockerx.Spec {
 		Binds:        binds,
 		CgroupParent: cgroupParent(rt),
 		Devices:      devices,
-		Hardened:     c.opts.Hardening,
+		Hardened:     p.Hardened,
 	}
 }
 

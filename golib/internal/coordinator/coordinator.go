@@ -397,6 +397,13 @@ func (c *Coordinator) Reload(ctx context.Context) (protocol.Reloaded, error) {
 	return protocol.Reloaded{Runtimes: uint32(len(cfg.Runtimes)), Message: text}, nil
 }
 
+// StatsReset implements server.Handler (plcoordinator.stats_reset()).
+func (c *Coordinator) StatsReset() {
+	c.counters.Reset()
+	c.touch()
+	c.syncPublished()
+}
+
 // DebugPanic implements server.Handler: a test hook that panics in a
 // goroutine when plcoordinator.enable_test_hooks is on.
 func (c *Coordinator) DebugPanic() error {

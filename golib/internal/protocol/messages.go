@@ -92,6 +92,25 @@ type StatusReply struct {
 	JSON string // status document, a JSON object of at most MaxText bytes
 }
 
+// StatsReset asks the coordinator to zero its counters (client → server);
+// the reply is Done.
+type StatsReset struct{}
+
+// Done is the reply to a request that returns nothing (server → client).
+type Done struct{}
+
+// Type returns TypeStatsReset.
+func (StatsReset) Type() MsgType { return TypeStatsReset }
+
+// Type returns TypeDone.
+func (Done) Type() MsgType { return TypeDone }
+
+// Marshal returns the empty STATS_RESET payload.
+func (StatsReset) Marshal() []byte { return []byte{} }
+
+// Marshal returns the empty DONE payload.
+func (Done) Marshal() []byte { return []byte{} }
+
 // DebugPanic asks the coordinator to panic, as a test hook; the server
 // honours it only when enabled by configuration (client → server). It has no
 // fields.
@@ -412,6 +431,10 @@ func Unmarshal(t MsgType, p []byte) (Message, error) {
 		return typed(UnmarshalStatusReply(p))
 	case TypeDebugPanic:
 		return DebugPanic{}, nil
+	case TypeStatsReset:
+		return StatsReset{}, nil
+	case TypeDone:
+		return Done{}, nil
 	case TypeError:
 		return typed(UnmarshalError(p))
 	}

@@ -48,6 +48,7 @@ type MsgType uint8
 const (
 	TypeHello       MsgType = 0x01 // client → server, first frame
 	TypeWelcome     MsgType = 0x02 // server → client, reply to HELLO
+	TypeDone        MsgType = 0x03 // server → client, reply to STATS_RESET and DEBUG_PANIC
 	TypeAcquire     MsgType = 0x10 // client → server
 	TypeAcquired    MsgType = 0x11 // server → client, reply to ACQUIRE
 	TypeRelease     MsgType = 0x12 // client → server
@@ -57,6 +58,7 @@ const (
 	TypeReloaded    MsgType = 0x21 // server → client, reply to RELOAD
 	TypeStatus      MsgType = 0x22 // client → server
 	TypeStatusReply MsgType = 0x23 // server → client, reply to STATUS
+	TypeStatsReset  MsgType = 0x24 // client → server
 	TypeDebugPanic  MsgType = 0x7E // client → server, test hook
 	TypeError       MsgType = 0x7F // server → client, reply to any request
 )
@@ -102,6 +104,10 @@ func (t MsgType) name() string {
 		return "STATUS_REPLY"
 	case TypeDebugPanic:
 		return "DEBUG_PANIC"
+	case TypeDone:
+		return "DONE"
+	case TypeStatsReset:
+		return "STATS_RESET"
 	case TypeError:
 		return "ERROR"
 	}
@@ -111,7 +117,7 @@ func (t MsgType) name() string {
 // IsRequest reports whether t is sent by the client (HELLO included).
 func (t MsgType) IsRequest() bool {
 	switch t {
-	case TypeHello, TypeAcquire, TypeRelease, TypeReleaseAll, TypeReload, TypeStatus, TypeDebugPanic:
+	case TypeHello, TypeAcquire, TypeRelease, TypeReleaseAll, TypeReload, TypeStatus, TypeStatsReset, TypeDebugPanic:
 		return true
 	}
 	return false

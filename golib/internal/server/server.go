@@ -31,6 +31,7 @@ type Handler interface {
 	SessionEnded(sess *Session)
 	Reload(ctx context.Context) (protocol.Reloaded, error)
 	Status() string
+	StatsReset()
 	DebugPanic() error
 }
 
@@ -418,11 +419,14 @@ func (s *Server) dispatch(sess *Session, w *conn, f protocol.Frame) bool {
 		return w.send(id, r, nil) == nil
 	case protocol.TypeStatus:
 		return w.send(id, protocol.StatusReply{JSON: s.h.Status()}, nil) == nil
+	case protocol.TypeStatsReset:
+		s.h.StatsReset()
+		return w.send(id, protocol.Done{}, nil) == nil
 	case protocol.TypeDebugPanic:
 		if err := s.h.DebugPanic(); err != nil {
 			return w.sendError(id, err) == nil
 		}
-		return w.send(id, protocol.Released{}, nil) == nil
+		return w.send(id, protocol.Done{}, nil) == nil
 	default:
 		_ = w.sendError(id, &protocol.ErrorMsg{Code: protocol.CodeProtocol,
 			Message: fmt.Sprintf("unexpected message %s", f.Type)})

@@ -56,6 +56,26 @@ SELECT errcheck($$SELECT * FROM plcoordinator.ping(repeat('x', 64))$$);
 SELECT errcheck($$SELECT plcoordinator.release(NULL)$$);
 SELECT errcheck($$SELECT plcoordinator.debug_panic()$$);
 
+-- Counters start again from zero.
+SELECT plcoordinator.stats_reset();
+SELECT requests, warm_hits, cold_starts, acquire_p50_ms FROM plcoordinator.stats;
+
+-- On reload, an idle container of a changed runtime goes at once, one in
+-- use when it is released; new requests use the new definition.
+SELECT reused FROM plcoordinator.acquire('plc_test');
+SELECT plcoordinator.release('plc_test');
+SELECT write_config('<configuration><runtime><id>plc_test</id><image>plcoordinator-test-client:latest</image><command>/plcclient</command><setting memory_mb="200"/></runtime></configuration>');
+SELECT replace(plcoordinator.reload_config(), current_setting('data_directory'), '$PGDATA');
+SELECT count(*) AS live FROM plcoordinator.containers WHERE state <> 'stopping';
+SELECT reused FROM plcoordinator.acquire('plc_test');
+SELECT write_config('<configuration><runtime><id>plc_test</id><image>plcoordinator-test-client:latest</image><command>/plcclient</command><setting memory_mb="300"/></runtime></configuration>');
+SELECT replace(plcoordinator.reload_config(), current_setting('data_directory'), '$PGDATA');
+SELECT state FROM plcoordinator.containers WHERE state <> 'stopping';
+SELECT plcoordinator.release('plc_test');
+SELECT count(*) AS live FROM plcoordinator.containers WHERE state <> 'stopping';
+SELECT reused FROM plcoordinator.acquire('plc_test');
+SELECT plcoordinator.release_all();
+
 -- A missing image is a Docker failure.
 SELECT write_config('<configuration><runtime><id>plc_test</id><image>plcoordinator-test-client:latest</image><command>/plcclient</command></runtime><runtime><id>plc_noimage</id><image>plcoordinator-no-such-image:latest</image><command>/plcclient</command></runtime></configuration>');
 SELECT replace(plcoordinator.reload_config(), current_setting('data_directory'), '$PGDATA');
