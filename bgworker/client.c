@@ -45,6 +45,7 @@
 /* Bounds of the waits that have no server-side timeout of their own. */
 #define PLCOORD_REQUEST_TIMEOUT_MS	30000
 #define PLCOORD_ACQUIRE_SLACK_MS	120000
+#define PLCOORD_RESTART_WAIT_MS		5000
 
 /* Containers this session holds a connection to, by runtime. */
 #define PLCOORD_MAX_HELD	64
@@ -70,6 +71,7 @@ typedef struct PlcoordReply
 } PlcoordReply;
 
 static void coord_close(bool release_all);
+static void coord_connect(void);
 
 /*
  * plcoord_wait_socket
@@ -93,24 +95,19 @@ plcoord_wait_socket(int sock, int event, TimestampTz deadline)
 	return (rc & WL_TIMEOUT) == 0 || TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline) > 0;
 }
 
-static void
-plcoord_lost_connection(const char *what)
+/* Outcome of an I/O step on the coordinator connection. */
+typedef enum PlcoordIO
 {
-	int			save_errno = errno;
-
-	coord_close(false);
-	errno = save_errno;
-	ereport(ERROR,
-			(errcode(ERRCODE_CONNECTION_FAILURE),
-			 errmsg("lost connection to plcoordinator while %s: %m", what),
-			 errhint("Check the server log for coordinator restarts; the next call reconnects.")));
-}
+	PLCOORD_IO_OK,
+	PLCOORD_IO_LOST,			/* peer closed or reset; errno says how */
+	PLCOORD_IO_TIMEOUT
+} PlcoordIO;
 
 /*
  * coord_send_all
  *		Writes len bytes to the coordinator socket before the deadline.
  */
-static void
+static PlcoordIO
 coord_send_all(const uint8_t *buf, size_t len, TimestampTz deadline)
 {
 	while (len > 0)
@@ -128,24 +125,21 @@ coord_send_all(const uint8_t *buf, size_t len, TimestampTz deadline)
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 		{
 			if (!plcoord_wait_socket(coord_sock, WL_SOCKET_WRITEABLE, deadline))
-			{
-				coord_close(true);
-				ereport(ERROR,
-						(errcode(ERRCODE_CONNECTION_FAILURE),
-						 errmsg("timed out sending a request to plcoordinator")));
-			}
+				return PLCOORD_IO_TIMEOUT;
 			continue;
 		}
-		plcoord_lost_connection("sending a request");
+		return PLCOORD_IO_LOST;
 	}
+	return PLCOORD_IO_OK;
 }
 
 /*
  * coord_recv_all
- *		Reads exactly len bytes; picks up a descriptor passed alongside.
+ *		Reads exactly len bytes, picking up a descriptor passed alongside.
+ *		*received counts the bytes read so far.
  */
-static void
-coord_recv_all(uint8_t *buf, size_t len, int *fd, TimestampTz deadline)
+static PlcoordIO
+coord_recv_all(uint8_t *buf, size_t len, int *fd, size_t *received, TimestampTz deadline)
 {
 	while (len > 0)
 	{
@@ -175,54 +169,53 @@ coord_recv_all(uint8_t *buf, size_t len, int *fd, TimestampTz deadline)
 			{
 				if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS)
 				{
-					int			received;
+					int			passed;
 
-					memcpy(&received, CMSG_DATA(cmsg), sizeof(int));
+					memcpy(&passed, CMSG_DATA(cmsg), sizeof(int));
 					if (*fd >= 0)
-						close(received);
+						close(passed);
 					else
-						*fd = received;
+						*fd = passed;
 				}
 			}
 			buf += n;
 			len -= n;
+			*received += n;
 			continue;
 		}
 		if (n == 0)
 		{
 			errno = ECONNRESET;
-			plcoord_lost_connection("waiting for a reply");
+			return PLCOORD_IO_LOST;
 		}
 		if (errno == EINTR)
 			continue;
 		if (errno == EAGAIN || errno == EWOULDBLOCK)
 		{
 			if (!plcoord_wait_socket(coord_sock, WL_SOCKET_READABLE, deadline))
-			{
-				coord_close(true);
-				ereport(ERROR,
-						(errcode(ERRCODE_CONNECTION_FAILURE),
-						 errmsg("plcoordinator did not answer in time"),
-						 errhint("Check the server log for coordinator problems.")));
-			}
+				return PLCOORD_IO_TIMEOUT;
 			continue;
 		}
-		plcoord_lost_connection("waiting for a reply");
+		return PLCOORD_IO_LOST;
 	}
+	return PLCOORD_IO_OK;
 }
 
 /*
  * coord_recv
- *		Reads one frame.
+ *		Reads one frame; *received tells whether any of it arrived.
  */
-static void
-coord_recv(PlcoordReply *reply, TimestampTz deadline)
+static PlcoordIO
+coord_recv(PlcoordReply *reply, size_t *received, TimestampTz deadline)
 {
 	uint8_t		header[PLCP_HEADER_SIZE];
+	PlcoordIO	io;
 
 	reply->fd = -1;
 	reply->payload = NULL;
-	coord_recv_all(header, sizeof(header), &reply->fd, deadline);
+	io = coord_recv_all(header, sizeof(header), &reply->fd, received, deadline);
+	if (io != PLCOORD_IO_OK)
+		return io;
 	if (!plcp_parse_header(header, &reply->header))
 	{
 		coord_close(false);
@@ -231,7 +224,7 @@ coord_recv(PlcoordReply *reply, TimestampTz deadline)
 				 errmsg("plcoordinator sent a malformed frame header")));
 	}
 	reply->payload = palloc(reply->header.length + 1);
-	coord_recv_all(reply->payload, reply->header.length, &reply->fd, deadline);
+	return coord_recv_all(reply->payload, reply->header.length, &reply->fd, received, deadline);
 }
 
 /*
@@ -342,14 +335,20 @@ coord_close(bool release_all)
 
 /*
  * coord_exchange
- *		Sends one request frame and reads its reply.  Any failure while
- *		waiting, an interrupt included, ends the session's coordinator
- *		connection with release_all before the error propagates.
+ *		Sends one request frame and reads its reply.  An interrupt while
+ *		waiting ends the session's coordinator connection with release_all
+ *		before the error propagates.  A connection found dead before any
+ *		reply byte arrived means the coordinator restarted (and removed this
+ *		session's containers): with may_retry the request is sent once more
+ *		on a new connection.
  */
 static void
-coord_exchange(PlcpWriter *w, PlcoordReply *reply, int timeout_ms)
+coord_exchange(PlcpWriter *w, PlcoordReply *reply, int timeout_ms, bool may_retry)
 {
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	volatile PlcoordIO io = PLCOORD_IO_OK;
+	size_t		received = 0;
+	int			save_errno;
 
 	if (!plcp_finish(w))
 		ereport(ERROR,
@@ -358,8 +357,9 @@ coord_exchange(PlcpWriter *w, PlcoordReply *reply, int timeout_ms)
 
 	PG_TRY();
 	{
-		coord_send_all(w->data, w->len, deadline);
-		coord_recv(reply, deadline);
+		io = coord_send_all(w->data, w->len, deadline);
+		if (io == PLCOORD_IO_OK)
+			io = coord_recv(reply, &received, deadline);
 	}
 	PG_CATCH();
 	{
@@ -367,6 +367,30 @@ coord_exchange(PlcpWriter *w, PlcoordReply *reply, int timeout_ms)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+
+	if (io == PLCOORD_IO_OK)
+		return;
+	save_errno = errno;
+	if (io == PLCOORD_IO_TIMEOUT)
+	{
+		coord_close(true);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("plcoordinator did not answer within %d ms", timeout_ms),
+				 errhint("Check the server log for coordinator problems.")));
+	}
+	coord_close(false);
+	if (may_retry && received == 0)
+	{
+		coord_connect();
+		coord_exchange(w, reply, timeout_ms, false);
+		return;
+	}
+	errno = save_errno;
+	ereport(ERROR,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg("lost the connection to plcoordinator: %m"),
+			 errhint("The coordinator restarted; this session's containers are gone. The next call reconnects.")));
 }
 
 /*
@@ -388,6 +412,9 @@ coord_connect(void)
 	if (coord_sock >= 0)
 		return;
 
+	/* A coordinator that is restarting is worth a short wait. */
+	(void) plcoord_wait_for_state(PLCOORD_STATE_READY,
+								  Min(plcoord_acquire_timeout, PLCOORD_RESTART_WAIT_MS));
 	plcoord_shmem_lock(false);
 	state = plcoord_shared->state;
 	strlcpy(address, plcoord_shared->address, sizeof(address));
@@ -438,7 +465,7 @@ coord_connect(void)
 	plcp_put_i32(&w, MyProcPid);
 	plcp_put_i64(&w, (int64_t) MyStartTime * 1000000);
 	plcp_put_str(&w, "plcoordinator-c/1");
-	coord_exchange(&w, &reply, PLCOORD_REQUEST_TIMEOUT_MS);
+	coord_exchange(&w, &reply, PLCOORD_REQUEST_TIMEOUT_MS, false);
 	if (reply.header.type != PLCP_WELCOME)
 	{
 		PG_TRY();
@@ -472,7 +499,7 @@ coord_connect(void)
 static void
 coord_call(PlcpWriter *w, uint8_t expect, PlcoordReply *reply, int timeout_ms)
 {
-	coord_exchange(w, reply, timeout_ms);
+	coord_exchange(w, reply, timeout_ms, true);
 	if (reply->header.type != expect)
 	{
 		if (reply->fd >= 0)
