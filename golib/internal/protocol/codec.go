@@ -136,34 +136,25 @@ func (d *decoder) bool(field string) bool { return d.u8(field) != 0 }
 // text reads a u32-length string of at most MaxText bytes.
 func (d *decoder) text(field string) string {
 	n := d.u32(field)
-	if d.err != nil {
-		return ""
-	}
-	if n > MaxText {
-		d.err = fmt.Errorf("%w: %s.%s is %d bytes, limit %d", ErrStringTooLong, d.msg, field, n, MaxText)
-		return ""
-	}
-	b := d.take(int(n), field)
-	if d.err != nil {
-		return ""
-	}
-	if bytes.IndexByte(b, 0) >= 0 {
-		d.err = fieldError(ErrBadString, d.msg, field)
-		return ""
-	}
-	return string(b)
+	return d.chars(int(n), MaxText, field)
 }
 
+// str reads a u16-length string of at most MaxString bytes.
 func (d *decoder) str(field string) string {
 	n := d.u16(field)
+	return d.chars(int(n), MaxString, field)
+}
+
+// chars reads the n bytes of a string field whose length was just read.
+func (d *decoder) chars(n, limit int, field string) string {
 	if d.err != nil {
 		return ""
 	}
-	if n > MaxString {
-		d.err = fmt.Errorf("%w: %s.%s is %d bytes, limit %d", ErrStringTooLong, d.msg, field, n, MaxString)
+	if n > limit {
+		d.err = fmt.Errorf("%w: %s.%s is %d bytes, limit %d", ErrStringTooLong, d.msg, field, n, limit)
 		return ""
 	}
-	b := d.take(int(n), field)
+	b := d.take(n, field)
 	if d.err != nil {
 		return ""
 	}
