@@ -30,6 +30,7 @@ type runtimeSpec struct {
 	image       string // default testImage
 	command     string // default /plcclient
 	memoryMB    int    // default 128
+	settings    string // more attributes of <setting .../>, e.g. `roles="admins"`
 	fault       string // content of the fault file mounted at /plcfault; "" = none
 	coordinator string // attributes of <coordinator .../>, e.g. `start_timeout="2"`
 }
@@ -158,8 +159,8 @@ func pickPort() int {
 	}
 }
 
-// writeConf writes the settings into postgresql.auto.conf's sibling
-// postgresql.conf (appended once, rewritten on a port retry).
+// writeConf appends the test settings to postgresql.conf (replacing an
+// earlier append, so that a port retry rewrites them).
 func (c *cluster) writeConf() {
 	t := c.t
 	path := filepath.Join(c.dataDir, "postgresql.conf")
@@ -225,6 +226,9 @@ func (c *cluster) writeRuntimeConfig(path string, extra []runtimeSpec) {
 			fmt.Fprintf(&b, "    <shared_directory host=\"%s\" container=\"/plcfault\" access=\"ro\"/>\n", fdir)
 		}
 		fmt.Fprintf(&b, "    <setting memory_mb=\"%d\"/>\n", rt.memoryMB)
+		if rt.settings != "" {
+			fmt.Fprintf(&b, "    <setting %s/>\n", rt.settings)
+		}
 		if rt.coordinator != "" {
 			fmt.Fprintf(&b, "    <coordinator %s/>\n", rt.coordinator)
 		}
@@ -261,10 +265,24 @@ func (c *cluster) instanceLabel(t *testing.T) string {
 }
 
 // connectErr opens a session as postgres on database postgres.
-func (c *cluster) connectErr() (*PgConn, error) {
+func (c *cluster) connectErr() (*PgConn, error) { return c.connectAsErr(pgOSUser) }
+
+// connectAsErr opens a session as a database role on database postgres.
+func (c *cluster) connectAsErr(role string) (*PgConn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	return pgConnect(ctx, pgSocketPath(c.dir, c.port), pgOSUser, "postgres")
+	return pgConnect(ctx, pgSocketPath(c.dir, c.port), role, "postgres")
+}
+
+// connectAs opens a session as role that t.Cleanup closes.
+func (c *cluster) connectAs(t *testing.T, role string) *PgConn {
+	t.Helper()
+	conn, err := c.connectAsErr(role)
+	if err != nil {
+		t.Fatalf("connect as %s: %v", role, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 // connect opens a session that t.Cleanup closes (before the cluster
@@ -609,6 +627,11 @@ func childrenOf(pid int) []int {
 
 // cleanup stops the server and checks that its containers and socket
 // directories are gone; whatever leaked is removed after the complaint.
+//
+// It stops with -m fast (immediate only if fast fails): an immediate stop
+// sends SIGQUIT, which ends the worker at once by PostgreSQL's design, so
+// its containers would stay until the next start's reconciler; fast is the
+// shutdown that must leave nothing behind, and takes about 100 ms.
 func (c *cluster) cleanup() {
 	t := c.t
 	if _, err := c.stop("fast"); err != nil {

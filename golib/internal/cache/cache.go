@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -345,6 +346,13 @@ func (c *Cache) acquire(ctx context.Context, req Request) (Grant, error) {
 		c.mu.Unlock()
 		return Grant{}, err
 	}
+	if c.sessions[req.Session][rt.ID] != nil {
+		// Another request of the session got its container while this one
+		// waited for a slot: pass the slot on and share that container.
+		c.grantLocked()
+		c.mu.Unlock()
+		return c.acquire(ctx, req)
+	}
 	e := c.newEntryLocked(rt, req.Session)
 	e.owner, e.database, e.dbOID, e.wantConn = req.Role, req.Database, req.DatabaseOID, req.WantConn
 	c.bindLocked(e, req.Session)
@@ -387,6 +395,7 @@ func (c *Cache) acquire(ctx context.Context, req Request) (Grant, error) {
 // newEntryLocked adds a starting container; its slot must be reserved.
 func (c *Cache) newEntryLocked(rt *config.Runtime, session Key) *entry {
 	name := NewName()
+	dir := filepath.Join(c.opts.ContainersDir, name)
 	e := &entry{
 		name:    name,
 		runtime: rt,
@@ -396,7 +405,8 @@ func (c *Cache) newEntryLocked(rt *config.Runtime, session Key) *entry {
 		readyMS: -1,
 		memKB:   -1,
 		ready:   make(chan struct{}),
-		dir:     c.opts.ContainersDir + "/" + name,
+		dir:     dir,
+		address: "unix:" + filepath.Join(dir, SocketName),
 	}
 	c.entries[name] = e
 	c.changedLocked()
@@ -457,6 +467,10 @@ func (c *Cache) reserveLocked(ctx context.Context, rt *config.Runtime) error {
 		err = ErrCancelled
 	}
 	c.mu.Lock()
+	if err == nil && c.closed {
+		// Close woke every waiter.
+		err = ErrClosed
+	}
 	if w.granted {
 		c.reserved--
 		if err != nil {

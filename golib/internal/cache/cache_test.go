@@ -3,6 +3,7 @@ package cache_test
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -35,9 +36,10 @@ type harness struct {
 }
 
 // newHarness builds a cache with small limits and timeouts; opt adjusts the
-// options. With run the background work is started; without, tests drive
-// Reconcile themselves. The cache is closed when the test ends.
-func newHarness(t *testing.T, run bool, opt func(*cache.Options)) *harness {
+// options and prepare the fake engine before the cache starts. With run the
+// background work is started; without, tests drive Reconcile themselves.
+// The cache is closed when the test ends.
+func newHarness(t *testing.T, run bool, opt func(*cache.Options), prepare ...func(*fakeDocker)) *harness {
 	t.Helper()
 	// Socket paths are limited to 108 bytes, too short for t.TempDir().
 	root, err := os.MkdirTemp("/tmp", "plc")
@@ -59,6 +61,9 @@ func newHarness(t *testing.T, run bool, opt func(*cache.Options)) *harness {
 	}
 	if opt != nil {
 		opt(&opts)
+	}
+	for _, p := range prepare {
+		p(h.d)
 	}
 	h.c = cache.New(h.d, opts)
 	t.Cleanup(h.d.Shutdown)
@@ -143,7 +148,7 @@ func (h *harness) waitQueued(t *testing.T, n int64) {
 	require.Eventually(t, func() bool { return h.ctr.QueueWaits.Load() >= n }, waitFor, tick)
 }
 
-// waitGone waits until the cache forgot every container and the engine
+// waitEmpty waits until the cache forgot every container and the engine
 // has none left.
 func (h *harness) waitEmpty(t *testing.T) {
 	t.Helper()
@@ -399,9 +404,11 @@ func TestCache_ReleaseAllDuringStart(t *testing.T) {
 	cases := []struct {
 		name   string
 		method string // the Docker call in flight when the session releases
+		cancel bool   // cancel the request's context instead of ReleaseAll
 	}{
 		{name: "during create", method: "Create"},
 		{name: "during start", method: "Start"},
+		{name: "context cancelled during create", method: "Create", cancel: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -409,11 +416,17 @@ func TestCache_ReleaseAllDuringStart(t *testing.T) {
 			h := newHarness(t, true, nil)
 			h.d.SetLatency(tc.method, 300*time.Millisecond)
 			rt := testRuntime("python", "img")
-			ch := h.acquireAsync(context.Background(), cache.Request{Session: session(1), Runtime: rt})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			ch := h.acquireAsync(ctx, cache.Request{Session: session(1), Runtime: rt})
 			require.Eventually(t, func() bool { return h.d.Calls(tc.method) == 1 }, waitFor, tick)
 
-			assert.Equal(t, 1, h.c.ReleaseAll(session(1)))
-			assert.Empty(t, h.c.Sessions())
+			if tc.cancel {
+				cancel()
+			} else {
+				assert.Equal(t, 1, h.c.ReleaseAll(session(1)))
+			}
+			require.Eventually(t, func() bool { return len(h.c.Sessions()) == 0 }, waitFor, tick)
 			r := wait(t, ch)
 			assert.ErrorIs(t, r.err, cache.ErrCancelled)
 
@@ -511,7 +524,9 @@ func TestCache_DockerErrors(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			h := newHarness(t, true, nil)
+			// The background reconcile must not report the engine
+			// reachable behind the test's back: its List waits.
+			h := newHarness(t, true, nil, func(d *fakeDocker) { d.SetLatency("List", time.Minute) })
 			h.d.FailNext(tc.method, tc.errs...)
 			rt := testRuntime("python", "img")
 
@@ -842,4 +857,72 @@ func TestCache_ConcurrentChurn(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return len(h.c.Snapshot()) <= 1 && len(h.d.Live()) == len(h.c.Snapshot())
 	}, waitFor, tick, "only the prewarmed container is left: %+v, live %v", h.c.Snapshot(), h.d.Live())
+}
+
+func TestCache_ColdHandOff(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, true, nil)
+	rt := testRuntime("python", "img")
+	g, err := h.c.Acquire(context.Background(), cache.Request{Session: session(1), Runtime: rt, WantConn: true})
+	require.NoError(t, err)
+	require.NotNil(t, g.Conn, "a cold start hands over its pinged connection too")
+	defer g.Conn.Close()
+	assert.False(t, g.Prewarmed)
+	assert.Equal(t, cache.PLCVersion, g.ClientVersion)
+	assert.EqualValues(t, 1, h.ctr.ColdStarts.Load())
+}
+
+func TestCache_PrewarmedDies(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, true, nil)
+	rt := testRuntime("python", "img")
+	rt.Prewarm = 1
+	h.c.SetRuntimes(map[string]*config.Runtime{"python": rt})
+	require.Eventually(t, func() bool { return h.states()[cache.StatePrewarmed] == 1 }, waitFor, tick)
+	id := h.c.Snapshot()[0].ID
+
+	h.d.Die(id, 1, false)
+	require.Eventually(t, func() bool { return len(h.d.Removed()) == 1 }, waitFor, tick)
+	assert.Equal(t, id, h.d.Removed()[0])
+	require.Eventually(t, func() bool { return h.states()[cache.StatePrewarmed] == 1 }, waitFor, tick,
+		"a dead prewarmed container is replaced")
+	assert.NotEqual(t, id, h.c.Snapshot()[0].ID)
+	assert.Equal(t, 2, h.d.Calls("Create"))
+}
+
+// deadPID returns the pid of a process that has exited.
+func deadPID(t *testing.T) int32 {
+	t.Helper()
+	cmd := exec.Command("true")
+	require.NoError(t, cmd.Run())
+	return int32(cmd.Process.Pid)
+}
+
+func TestCache_Sweep(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, true, func(o *cache.Options) { o.CheckInterval = 50 * time.Millisecond })
+	rt := testRuntime("python", "img")
+	idleRt := testRuntime("idle", "img")
+	idleRt.IdleTimeout = 100 * time.Millisecond
+	gone := cache.Key{PID: deadPID(t), StartUS: 1}
+
+	gGone := h.acquire(t, gone, rt)
+	gLive := h.acquire(t, session(1), rt)
+	gIdle := h.acquire(t, session(2), idleRt)
+	h.c.Release(session(2), "idle")
+	gExit := h.acquire(t, session(3), rt)
+	h.d.Exit(gExit.ID, 2)
+
+	require.Eventually(t, func() bool { return len(h.d.Removed()) == 2 }, waitFor, tick)
+	assert.ElementsMatch(t, []string{gGone.ID, gIdle.ID}, h.d.Removed(),
+		"the container of a backend that is gone and the idle one are removed")
+	assert.EqualValues(t, 1, h.ctr.SessionsReaped.Load())
+	row, ok := h.row(gLive.ID)
+	require.True(t, ok)
+	assert.Equal(t, cache.StateInUse, row.State)
+	assert.EqualValues(t, 32<<10, row.MemoryKB)
+	require.Eventually(t, func() bool {
+		row, ok := h.row(gExit.ID)
+		return ok && row.State == cache.StateExited && row.ExitCode == 2
+	}, waitFor, tick, "inspect finds a container that exited without an event")
 }

@@ -193,6 +193,16 @@ func (f *fakeDocker) exitLocked(c *fakeContainer, code int, oom, event bool) {
 	f.pushLocked(dockerx.Event{ID: c.ID, Action: "die", ExitCode: code, Labels: maps.Clone(c.Labels), Time: time.Now()})
 }
 
+// Exit ends a running container without any event, as when the event
+// stream missed it; only Inspect shows it.
+func (f *fakeDocker) Exit(id string, code int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c := f.containers[id]; c != nil {
+		f.exitLocked(c, code, false, false)
+	}
+}
+
 // Push sends an event as the engine would.
 func (f *fakeDocker) Push(ev dockerx.Event) {
 	f.mu.Lock()

@@ -361,16 +361,8 @@ func (c *Cache) prewarmLoop(ctx context.Context) {
 			return
 		}
 		for _, e := range c.prewarmNeeded() {
-			c.goLoop("prewarm start", func() {
-				c.start(e)
-				c.mu.Lock()
-				if e.startErr != nil && !errors.Is(e.startErr, ErrCancelled) {
-					c.prewarmFailedLocked(e.runtime.ID)
-				} else if e.startErr == nil {
-					delete(c.prewarmBo, e.runtime.ID)
-				}
-				c.mu.Unlock()
-			})
+			// start keeps the runtime's backoff.
+			c.goLoop("prewarm start", func() { c.start(e) })
 		}
 	}
 }

@@ -151,6 +151,11 @@ func (c *Cache) start(e *entry) {
 		if !errors.Is(err, ErrCancelled) {
 			c.ctr.StartFailures.Add(1)
 			c.log.Warnf("%v", err)
+			if e.prewarm() {
+				// Before the removal is queued: its end kicks the
+				// prewarm loop, which must see the backoff.
+				c.prewarmFailedLocked(e.runtime.ID)
+			}
 		}
 		c.removeLocked(e)
 	} else {
@@ -158,10 +163,14 @@ func (c *Cache) start(e *entry) {
 		c.ctr.Ready.Observe(time.Since(e.created))
 		if e.prewarm() {
 			e.state = StatePrewarmed
+			delete(c.prewarmBo, e.runtime.ID)
 		} else {
 			e.state = StateReady
 		}
-		if e.cancel {
+		// A prewarmed container whose runtime changed meanwhile, or that
+		// is needed for room by queued requests, goes at once; nothing
+		// else would remove it.
+		if e.cancel || e.prewarm() && (e.stale || len(c.waiters) > 0) {
 			c.removeLocked(e)
 		}
 	}
@@ -173,7 +182,6 @@ func (c *Cache) create(e *entry) error {
 	if err := os.Mkdir(e.dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return &StartError{Runtime: e.runtime.ID, Err: fmt.Errorf("creating socket directory: %w", err)}
 	}
-	e.address = "unix:" + filepath.Join(e.dir, SocketName)
 	spec := c.Spec(e)
 	var id string
 	err := c.retry(func(ctx context.Context) error {
@@ -370,9 +378,14 @@ func (c *Cache) removeWorker(ctx context.Context) {
 
 // destroy removes e's container and directory and frees its slot.
 func (c *Cache) destroy(e *entry) {
-	if e.conn != nil {
-		e.conn.Close()
-		e.conn = nil
+	// The events goroutine may close the connection concurrently
+	// (markDeadLocked), so it is taken under the lock.
+	c.mu.Lock()
+	conn := e.conn
+	e.conn = nil
+	c.mu.Unlock()
+	if conn != nil {
+		conn.Close()
 	}
 	if e.id != "" {
 		var err error

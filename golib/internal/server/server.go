@@ -20,6 +20,10 @@ import (
 // ErrServerClosed is returned by Serve after Shutdown or Close.
 var ErrServerClosed = errors.New("server: closed")
 
+// errClientFD answers a client frame with FlagFD set: only ACQUIRED may
+// carry a descriptor (PROTOCOL.md, Frames).
+var errClientFD = &protocol.ErrorMsg{Code: protocol.CodeProtocol, Message: "a client frame must not set FlagFD"}
+
 // Handler gives requests their meaning. Acquire may block (a container
 // start); its context ends when the session ends or sends RELEASE_ALL.
 // Errors of type *protocol.ErrorMsg reach the client as they are; any
@@ -57,7 +61,29 @@ type Session struct {
 	mu            sync.Mutex
 	lastRequest   string
 	lastRequestAt time.Time
-	acquires      map[*context.CancelFunc]struct{}
+	acquires      map[*acquireCall]struct{} // ACQUIREs whose reply is not written yet
+	outstanding   int                       // ACQUIREs the client still waits for
+}
+
+// acquireCall is one ACQUIRE in flight.
+type acquireCall struct {
+	cancel context.CancelFunc
+	done   chan struct{} // closed once the reply is written (or given up)
+}
+
+// cancelAcquires cancels the session's ACQUIREs in flight and waits until
+// each has written its reply.
+func (sess *Session) cancelAcquires() {
+	sess.mu.Lock()
+	calls := make([]*acquireCall, 0, len(sess.acquires))
+	for call := range sess.acquires {
+		call.cancel()
+		calls = append(calls, call)
+	}
+	sess.mu.Unlock()
+	for _, call := range calls {
+		<-call.done
+	}
 }
 
 // Context ends when the session ends.
@@ -77,6 +103,9 @@ type Server struct {
 	h       Handler
 	opts    Options
 	limited *limitedLog
+	// frameTimeout is the per-frame read deadline and the write deadline
+	// of a reply: protocol.FrameTimeout, shorter in tests.
+	frameTimeout time.Duration
 
 	mu       sync.Mutex
 	ln       *net.UnixListener
@@ -95,11 +124,12 @@ func New(h Handler, opts Options) *Server {
 		opts.UID = os.Geteuid()
 	}
 	return &Server{
-		h:        h,
-		opts:     opts,
-		limited:  newLimitedLog(opts.Log),
-		conns:    map[*net.UnixConn]struct{}{},
-		sessions: map[int32]*Session{},
+		h:            h,
+		opts:         opts,
+		limited:      newLimitedLog(opts.Log),
+		frameTimeout: protocol.FrameTimeout,
+		conns:        map[*net.UnixConn]struct{}{},
+		sessions:     map[int32]*Session{},
 	}
 }
 
@@ -134,7 +164,6 @@ func (s *Server) Serve(l *net.UnixListener) error {
 			c.Close()
 			continue
 		}
-		s.wg.Add(1)
 		go s.serveConn(c)
 	}
 }
@@ -145,7 +174,9 @@ func (s *Server) isClosed() bool {
 	return s.closed
 }
 
-// track registers c unless the server is closed or full.
+// track registers c unless the server is closed or full. It counts c in
+// s.wg under s.mu, so that Shutdown, which sets closed under s.mu, waits
+// for every connection it did not refuse.
 func (s *Server) track(c *net.UnixConn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -157,6 +188,7 @@ func (s *Server) track(c *net.UnixConn) bool {
 		return false
 	}
 	s.conns[c] = struct{}{}
+	s.wg.Add(1)
 	return true
 }
 
@@ -212,15 +244,16 @@ func (s *Server) Sessions() []SessionInfo {
 
 // conn is the write side of one connection.
 type conn struct {
-	c  *net.UnixConn
-	mu sync.Mutex
+	c       *net.UnixConn
+	mu      sync.Mutex
+	timeout time.Duration // write deadline of one frame
 }
 
 func (w *conn) send(id uint32, m protocol.Message, fd *os.File) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	f := protocol.NewFrame(id, m)
-	if err := w.c.SetWriteDeadline(time.Now().Add(protocol.FrameTimeout)); err != nil {
+	if err := w.c.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
 		return err
 	}
 	if fd != nil {
@@ -246,7 +279,7 @@ func (s *Server) serveConn(c *net.UnixConn) {
 		s.mu.Unlock()
 		c.Close()
 	}()
-	w := &conn{c: c}
+	w := &conn{c: c, timeout: s.frameTimeout}
 
 	cred, err := peerCred(c)
 	if err != nil || int(cred.Uid) != s.opts.UID {
@@ -260,7 +293,7 @@ func (s *Server) serveConn(c *net.UnixConn) {
 
 	sess, id, err := s.hello(c, w, cred)
 	if err != nil {
-		if !errors.Is(err, io.EOF) {
+		if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) {
 			s.limited.Warnf("hello", "closed a connection from pid %d: %v", cred.Pid, err)
 			_ = w.sendError(id, err)
 		}
@@ -270,12 +303,21 @@ func (s *Server) serveConn(c *net.UnixConn) {
 
 	buf := make([]byte, 4096)
 	for {
-		f, err := protocol.ReadFrameDeadline(c, buf, protocol.FrameTimeout)
+		f, err := protocol.ReadFrameDeadline(c, buf, s.frameTimeout)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				s.limited.Warnf("frame", "closed the connection of pid %d: %v", sess.PID, err)
-				_ = w.sendError(f.RequestID, &protocol.ErrorMsg{Code: protocol.CodeProtocol, Message: err.Error()})
+				// A frame not complete within the deadline is closed
+				// without a reply (PROTOCOL.md, Limits and deadlines).
+				if !errors.Is(err, os.ErrDeadlineExceeded) {
+					_ = w.sendError(f.RequestID, &protocol.ErrorMsg{Code: protocol.CodeProtocol, Message: err.Error()})
+				}
 			}
+			return
+		}
+		if f.Flags&protocol.FlagFD != 0 {
+			_ = w.sendError(f.RequestID, errClientFD)
+			s.limited.Warnf("frame", "closed the connection of pid %d: %s frame with FlagFD", sess.PID, f.Type)
 			return
 		}
 		if !s.dispatch(sess, w, f) {
@@ -287,18 +329,22 @@ func (s *Server) serveConn(c *net.UnixConn) {
 // hello reads and checks the first frame and registers the session.
 func (s *Server) hello(c *net.UnixConn, w *conn, cred *unix.Ucred) (*Session, uint32, error) {
 	buf := make([]byte, 512)
-	if err := c.SetReadDeadline(time.Now().Add(protocol.FrameTimeout)); err != nil {
+	if err := c.SetReadDeadline(time.Now().Add(s.frameTimeout)); err != nil {
 		return nil, 0, err
 	}
 	f, err := protocol.ReadFrame(c, buf)
 	if err != nil {
-		if errors.Is(err, io.EOF) {
+		if errors.Is(err, io.EOF) || errors.Is(err, os.ErrDeadlineExceeded) {
 			return nil, 0, err
 		}
-		return nil, 0, &protocol.ErrorMsg{Code: protocol.CodeProtocol, Message: err.Error()}
+		// On a header error f carries the header: echo its request id.
+		return nil, f.RequestID, &protocol.ErrorMsg{Code: protocol.CodeProtocol, Message: err.Error()}
 	}
 	if err := c.SetReadDeadline(time.Time{}); err != nil {
 		return nil, f.RequestID, err
+	}
+	if f.Flags&protocol.FlagFD != 0 {
+		return nil, f.RequestID, errClientFD
 	}
 	if f.Type != protocol.TypeHello {
 		return nil, f.RequestID, &protocol.ErrorMsg{Code: protocol.CodeProtocol,
@@ -321,7 +367,7 @@ func (s *Server) hello(c *net.UnixConn, w *conn, cred *unix.Ucred) (*Session, ui
 
 	ctx, cancel := context.WithCancel(context.Background())
 	sess := &Session{PID: h.PID, StartUS: h.BackendStartUS, ConnectedAt: time.Now(), ctx: ctx, cancel: cancel,
-		acquires: map[*context.CancelFunc]struct{}{}}
+		acquires: map[*acquireCall]struct{}{}}
 	s.mu.Lock()
 	if old, taken := s.sessions[h.PID]; taken {
 		if old.StartUS == h.BackendStartUS {
@@ -348,7 +394,8 @@ func (s *Server) hello(c *net.UnixConn, w *conn, cred *unix.Ucred) (*Session, ui
 	return sess, f.RequestID, nil
 }
 
-// endSession forgets the session and tells the handler.
+// endSession forgets the session and tells the handler once its ACQUIREs
+// in flight have ended, so that nothing they obtained outlives the session.
 func (s *Server) endSession(sess *Session) {
 	sess.cancel()
 	s.mu.Lock()
@@ -356,6 +403,7 @@ func (s *Server) endSession(sess *Session) {
 		delete(s.sessions, sess.PID)
 	}
 	s.mu.Unlock()
+	sess.cancelAcquires()
 	s.h.SessionEnded(sess)
 }
 
@@ -370,6 +418,16 @@ func (sess *Session) note(req protocol.MsgType) {
 func (s *Server) dispatch(sess *Session, w *conn, f protocol.Frame) bool {
 	sess.note(f.Type)
 	id := f.RequestID
+	sess.mu.Lock()
+	busy := sess.outstanding > 0
+	sess.mu.Unlock()
+	if busy && f.Type != protocol.TypeReleaseAll {
+		// Session rule 6: only RELEASE_ALL may join an outstanding ACQUIRE.
+		_ = w.sendError(id, &protocol.ErrorMsg{Code: protocol.CodeProtocol,
+			Message: fmt.Sprintf("%s sent while an ACQUIRE is outstanding", f.Type)})
+		s.limited.Warnf("type", "closed the connection of pid %d: %s sent while an ACQUIRE is outstanding", sess.PID, f.Type)
+		return false
+	}
 	switch f.Type {
 	case protocol.TypeAcquire:
 		req, err := protocol.UnmarshalAcquire(f.Payload)
@@ -378,16 +436,19 @@ func (s *Server) dispatch(sess *Session, w *conn, f protocol.Frame) bool {
 			return false
 		}
 		ctx, cancel := context.WithCancel(sess.ctx)
+		call := &acquireCall{cancel: cancel, done: make(chan struct{})}
 		sess.mu.Lock()
-		sess.acquires[&cancel] = struct{}{}
+		sess.acquires[call] = struct{}{}
+		sess.outstanding++
 		sess.mu.Unlock()
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			defer func() {
 				sess.mu.Lock()
-				delete(sess.acquires, &cancel)
+				delete(sess.acquires, call)
 				sess.mu.Unlock()
+				close(call.done)
 				cancel()
 			}()
 			s.acquire(ctx, sess, w, id, req)
@@ -404,11 +465,9 @@ func (s *Server) dispatch(sess *Session, w *conn, f protocol.Frame) bool {
 		}
 		return w.send(id, protocol.Released{Count: n}, nil) == nil
 	case protocol.TypeReleaseAll:
-		sess.mu.Lock()
-		for cancel := range sess.acquires {
-			(*cancel)()
-		}
-		sess.mu.Unlock()
+		// Session rule 7: the cancelled ACQUIRE is answered first, and
+		// whatever it obtained is counted and released here.
+		sess.cancelAcquires()
 		n := s.h.ReleaseAll(sess)
 		return w.send(id, protocol.Released{Count: n}, nil) == nil
 	case protocol.TypeReload:
@@ -439,6 +498,10 @@ func (s *Server) dispatch(sess *Session, w *conn, f protocol.Frame) bool {
 // acquire runs one ACQUIRE and writes its reply.
 func (s *Server) acquire(ctx context.Context, sess *Session, w *conn, id uint32, req protocol.Acquire) {
 	resp, fd, err := s.h.Acquire(ctx, sess, req)
+	// The client may send its next request as soon as it has the reply.
+	sess.mu.Lock()
+	sess.outstanding--
+	sess.mu.Unlock()
 	if err != nil {
 		_ = w.sendError(id, err)
 		return
