@@ -129,6 +129,7 @@ type StartError struct {
 	Runtime  string
 	ID       string
 	Timeout  time.Duration // > 0 when the start timed out
+	Status   string        // Docker's state of the container when it failed
 	ExitCode int
 	OOM      bool
 	Logs     string

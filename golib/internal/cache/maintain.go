@@ -266,8 +266,9 @@ func (c *Cache) inspectOne(ctx context.Context, e *entry) {
 
 // Reconcile removes containers labelled with this instance that the cache
 // does not own: all those of earlier generations, and those of this
-// generation older than creationGrace that were created before this pass
-// began. It also removes socket directories nobody owns.
+// generation older than creationGrace (a create whose answer was lost),
+// never one created after the pass began. It also removes socket
+// directories nobody owns.
 func (c *Cache) Reconcile(ctx context.Context) {
 	began := time.Now()
 	list, err := c.d.List(ctx, map[string]string{LabelInstance: c.opts.Instance})
@@ -277,23 +278,24 @@ func (c *Cache) Reconcile(ctx context.Context) {
 		return
 	}
 	c.setReachable(true)
+	// The entries are read after the list: a container created meanwhile
+	// either is not listed or has its entry already.
 	c.mu.Lock()
 	owned := make(map[string]bool, len(c.entries))
-	names := make(map[string]bool, len(c.entries))
 	for _, e := range c.entries {
 		if e.id != "" {
-			owned[e.ID()] = true
+			owned[e.id] = true
 		}
-		names[e.name] = true
+		owned[e.name] = true
 	}
 	c.mu.Unlock()
 
 	for _, s := range list {
-		if owned[s.ID] || names[s.Labels[LabelName]] {
+		if owned[s.ID] || owned[s.Labels[LabelName]] {
 			continue
 		}
 		current := s.Labels[LabelGeneration] == c.opts.Generation
-		if current && (s.Created.After(began.Add(-creationGrace))) {
+		if current && s.Created.After(began.Add(-creationGrace)) {
 			continue
 		}
 		if err := c.d.Remove(ctx, s.ID); err != nil {
@@ -303,31 +305,30 @@ func (c *Cache) Reconcile(ctx context.Context) {
 		c.ctr.OrphansRemoved.Add(1)
 		c.log.Infof("removed orphaned container %s (generation %s)", shortID(s.ID), s.Labels[LabelGeneration])
 	}
+	c.removeStrayDirs()
+}
 
+// removeStrayDirs removes the socket directories no entry owns. An entry
+// exists before its directory is made, and the directories are listed
+// before the entries are read, so a directory without an entry at that
+// point is nobody's: an earlier coordinator's, or a removal that failed.
+func (c *Cache) removeStrayDirs() {
 	dirs, err := os.ReadDir(c.opts.ContainersDir)
 	if err != nil {
 		return
 	}
+	var stray []string
+	c.mu.Lock()
 	for _, d := range dirs {
-		if names[d.Name()] {
-			continue
+		if _, ok := c.entries[d.Name()]; !ok {
+			stray = append(stray, d.Name())
 		}
-		info, err := d.Info()
-		if err != nil || began.Sub(info.ModTime()) < creationGrace && c.createdThisGeneration(d.Name()) {
-			continue
-		}
-		_ = os.RemoveAll(filepath.Join(c.opts.ContainersDir, d.Name()))
+	}
+	c.mu.Unlock()
+	for _, name := range stray {
+		_ = os.RemoveAll(filepath.Join(c.opts.ContainersDir, name))
 	}
 }
-
-// createdThisGeneration is true for a directory that may belong to a
-// create in flight; the cache adds an entry before creating its directory,
-// so an unknown directory is in flight only in the tiny window of a
-// concurrent reconcile. Directories are kept for one grace period anyway.
-func (c *Cache) createdThisGeneration(name string) bool { return true }
-
-// ID returns the container's Docker id.
-func (e *entry) ID() string { return e.id }
 
 // kickPrewarm wakes the prewarm loop.
 func (c *Cache) kickPrewarm() {
@@ -462,6 +463,7 @@ func (c *Cache) Close(ctx context.Context) {
 	case <-ctx.Done():
 		c.log.Warnf("shutdown: gave up waiting for container removals: %v", ctx.Err())
 	}
+	c.removeStrayDirs()
 	// Whatever is left (Docker unreachable, starts still waiting on it) the
 	// next coordinator's reconciler removes: other generations go at once.
 }

@@ -270,8 +270,8 @@ func (c *Cache) waitReady(e *entry) error {
 // with its exit code, OOM flag and last log lines.
 func (c *Cache) startFailure(e *entry, st dockerx.State, timeout time.Duration) error {
 	logs, _ := c.d.Logs(context.Background(), e.id, logTailLines)
-	return &StartError{Runtime: e.runtime.ID, ID: e.id, Timeout: timeout, ExitCode: st.ExitCode,
-		OOM: st.OOMKilled, Logs: strings.TrimSpace(logs)}
+	return &StartError{Runtime: e.runtime.ID, ID: e.id, Timeout: timeout, Status: st.Status,
+		ExitCode: st.ExitCode, OOM: st.OOMKilled, Logs: strings.TrimSpace(logs)}
 }
 
 // connect opens the container's socket and completes PL/Container's PING

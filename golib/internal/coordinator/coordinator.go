@@ -67,11 +67,12 @@ func New(s Settings, log *status.Logger, panics *status.Panics) (*Coordinator, e
 	if err != nil {
 		return nil, fmt.Errorf("docker client for %q: %w", s.DockerHost, err)
 	}
+	generation := cache.NewName()
 	c := &Coordinator{settings: s, log: log, panics: panics, docker: d,
 		dirty: make(chan struct{}, 1), pubCh: make(chan struct{}), reloads: make(chan chan<- reloadResult)}
 	c.cache = cache.New(d, cache.Options{
 		Instance:           s.Instance,
-		Generation:         cache.NewName(),
+		Generation:         generation,
 		ContainersDir:      s.ContainersDir(),
 		MaxContainers:      s.MaxContainers,
 		MaxParallelCreates: s.MaxParallelCreates,
@@ -84,7 +85,9 @@ func New(s Settings, log *status.Logger, panics *status.Panics) (*Coordinator, e
 		Panics:             panics,
 		OnChange:           c.changed,
 	})
-	c.srv = server.New(c, server.Options{Instance: s.Instance, Log: log})
+	// WELCOME names the generation too: a client that reconnects and sees
+	// another one knows that its containers are gone.
+	c.srv = server.New(c, server.Options{Instance: s.Instance + "/" + generation, Log: log})
 	return c, nil
 }
 
@@ -322,6 +325,9 @@ func (c *Coordinator) requestError(rt *config.Runtime, err error) error {
 			return &protocol.ErrorMsg{Code: code, Message: se.Error(), Hint: hint}
 		}
 		detail := fmt.Sprintf("Exit code %d, OOM killed: %t.", se.ExitCode, se.OOM)
+		if se.Status == "running" || se.Status == "created" {
+			detail = fmt.Sprintf("The container was still %s, and its client had not created its socket.", se.Status)
+		}
 		if se.Logs != "" {
 			detail += " Last log lines:\n" + se.Logs
 		}
