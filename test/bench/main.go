@@ -10,7 +10,8 @@
 //	    and PING
 //	b   cold acquire through SQL from a new session (prewarm 0), and b'
 //	    the same without the connected hand-off
-//	c   prewarmed acquire through SQL from a new session (prewarm 2)
+//	c   prewarmed acquire through SQL from a new session (prewarm 2); cq
+//	    and c1..c3 take it apart with the engine quiet
 //	d   warm acquire: the same session again
 //	e   16 and 64 concurrent new sessions, prewarm 16 and prewarm 0
 //	f   the worker's RSS with 200 tracked containers, and its CPU use while
@@ -58,7 +59,8 @@ const (
 
 var (
 	flagOut     = flag.String("out", "test/bench/results.json", "JSON results file")
-	flagN       = flag.Int("n", 30, "samples of a, b, b' and c (issue 7 asks for at least 20)")
+	flagN       = flag.Int("n", 40, "samples of a, a+, b and b' (issue 7 asks for at least 20)")
+	flagNC      = flag.Int("nc", 100, "samples of c and of each of its two breakdown series")
 	flagWarm    = flag.Int("warm", 2000, "samples of d")
 	flagTracked = flag.Int("tracked", 200, "containers tracked for the RSS measurement")
 	flagIdle    = flag.Duration("idle", 10*time.Second, "idle window of the CPU measurement")
@@ -97,6 +99,9 @@ func main() {
 		b.res.Error = err.Error()
 	}
 	b.res.DurationS = time.Since(b.t0).Seconds()
+	if l, err := os.ReadFile("/proc/loadavg"); err == nil {
+		b.res.Host["loadavg_at_end"] = strings.Join(strings.Fields(string(l))[:3], " ")
+	}
 	b.evaluate()
 	b.res.print(os.Stdout)
 	if werr := b.res.write(*flagOut); werr != nil {
@@ -257,6 +262,17 @@ func (b *bench) hostInfo(ctx context.Context) error {
 	if k, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		h["kernel"] = strings.TrimSpace(string(k))
 	}
+	// The numbers are only worth something on an otherwise idle machine.
+	if l, err := os.ReadFile("/proc/loadavg"); err == nil {
+		h["loadavg_at_start"] = strings.Join(strings.Fields(string(l))[:3], " ")
+	}
+	var all []struct{}
+	if _, err := b.eng.call(ctx, "GET", "/containers/json", nil, &all); err == nil {
+		h["other_running_containers_at_start"] = strconv.Itoa(len(all))
+		if len(all) > 0 {
+			b.logf("WARNING: %d other containers are running; the numbers will be noisy", len(all))
+		}
+	}
 	h["cgroup"] = "v1"
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
 		h["cgroup"] = "v2"
@@ -280,8 +296,8 @@ func (b *bench) recordSettings(ctx context.Context) error {
 		b.res.Settings[name] = v
 	}
 	b.res.Settings["runtime"] = "memory_mb=128 cpu_share=1024 (default), image " + image
-	b.res.Settings["samples"] = fmt.Sprintf("a/b/b'/c %d each, d %d, f %d containers, idle %s",
-		*flagN, *flagWarm, *flagTracked, *flagIdle)
+	b.res.Settings["samples"] = fmt.Sprintf("a/a+/b/b' %d each, c/cq/c1-c3 %d each, d %d, f %d containers, idle %s",
+		*flagN, *flagNC, *flagWarm, *flagTracked, *flagIdle)
 	return nil
 }
 

@@ -23,9 +23,10 @@ const (
 	rowCold     = "b  cold acquire, new session"
 	rowColdNoHO = "b' cold acquire, handoff=false"
 	rowPrewarm  = "c  prewarmed acquire, new session"
-	rowFirstQ   = "c1 new session: first query, SELECT 1"
-	rowFirstC   = "c2 then 1st coordinator call, release_all"
-	rowPrewarm2 = "c3 then prewarmed acquire"
+	rowPrewarmQ = "cq c, pool full and no removal running"
+	rowFirstQ   = "c1 cq split: new session, SELECT 1"
+	rowFirstC   = "c2   then release_all (1st coordinator call)"
+	rowPrewarm2 = "c3   then prewarmed acquire"
 	rowWarm     = "d  warm acquire, same session"
 	rowTracked  = "f  acquire while filling to 200 (32 at once)"
 )
@@ -258,82 +259,85 @@ func (b *bench) coldVersusRaw(ctx context.Context) error {
 	return nil
 }
 
-// prewarmed measures c: bench_warm keeps 2 containers; before each sample
-// (not timed) at least one must be ready.
+// prewarmed measures c: bench_warm keeps 2 containers and before each
+// sample (not timed) at least one must be ready, so the replacement of the
+// previous one is usually still starting. Two more series find where c's
+// time goes, each sample taken with the engine quiet (pool full, no
+// removal running): cq is c again; c1..c3 split it into a new session's
+// first query, its first coordinator call (which opens the session's
+// coordinator connection) and then the prewarmed acquire.
 func (b *bench) prewarmed(ctx context.Context) error {
 	if err := b.setPrewarm(ctx, 2); err != nil {
 		return err
 	}
-	var lat []time.Duration
-	misses := 0
-	for i := -1; i < *flagN; i++ { // i == -1: warm-up
-		if err := b.prewarmedAtLeast(ctx, 1); err != nil {
+	busy := func(ctx context.Context) error { return b.prewarmedAtLeast(ctx, 1) }
+	quiet := func(ctx context.Context) error {
+		if err := b.drained(ctx); err != nil {
 			return err
+		}
+		return b.prewarmedAtLeast(ctx, 2)
+	}
+	// sample opens a session and runs the statements; the last one is the
+	// acquire, which must be served from the pool.
+	sample := func(wait func(context.Context) error, stmts ...string) ([]time.Duration, bool, error) {
+		if err := wait(ctx); err != nil {
+			return nil, false, err
 		}
 		conn, err := b.cl.Conn(ctx)
 		if err != nil {
-			return err
+			return nil, false, err
+		}
+		defer conn.Close(context.Background())
+		var lat []time.Duration
+		for _, q := range stmts {
+			t0 := time.Now()
+			if _, err := conn.Exec(ctx, q, pgx.QueryExecModeSimpleProtocol); err != nil {
+				return nil, false, err
+			}
+			lat = append(lat, time.Since(t0))
 		}
 		g, d, err := acquire(ctx, conn, rtWarm, true)
-		conn.Close(context.Background())
-		if err != nil {
-			return err
-		}
-		switch {
-		case i < 0:
-		case g.prewarmed:
-			lat = append(lat, d)
-		default:
-			misses++
-		}
+		return append(lat, d), g.prewarmed, err
 	}
-	row := summarize(rowPrewarm, lat)
-	row.Failures = misses
-	if misses > 0 {
-		row.Note = fmt.Sprintf("%d acquires were not served from the pool", misses)
+	series := func(wait func(context.Context) error, names []string, stmts ...string) error {
+		lat := make([][]time.Duration, len(names))
+		misses := 0
+		for i := -1; i < *flagNC; i++ { // i == -1: warm-up
+			l, hit, err := sample(wait, stmts...)
+			switch {
+			case err != nil:
+				return err
+			case i < 0:
+			case !hit:
+				misses++
+			default:
+				for k := range l {
+					lat[k] = append(lat[k], l[k])
+				}
+			}
+		}
+		for k, name := range names {
+			row := summarize(name, lat[k])
+			if k == len(names)-1 {
+				row.Failures = misses
+				if misses > 0 {
+					row.Note = fmt.Sprintf("%d acquires were not served from the pool", misses)
+				}
+			}
+			b.res.add(row)
+		}
+		return nil
 	}
-	b.res.add(row)
-
-	// Where c's time goes: the same, split into a new session's first
-	// query, its first call to the coordinator (which opens the session's
-	// coordinator connection) and then the prewarmed acquire.
-	var first, coord, after []time.Duration
-	misses = 0
-	for i := 0; i < *flagN; i++ {
-		if err := b.prewarmedAtLeast(ctx, 1); err != nil {
-			return err
-		}
-		conn, err := b.cl.Conn(ctx)
-		if err != nil {
-			return err
-		}
-		t0 := time.Now()
-		_, err = conn.Exec(ctx, "SELECT 1", pgx.QueryExecModeSimpleProtocol)
-		t1 := time.Now()
-		if err == nil {
-			_, err = conn.Exec(ctx, "SELECT plcoordinator.release_all()", pgx.QueryExecModeSimpleProtocol)
-		}
-		t2 := time.Now()
-		var g grant
-		var d time.Duration
-		if err == nil {
-			g, d, err = acquire(ctx, conn, rtWarm, true)
-		}
-		conn.Close(context.Background())
-		if err != nil {
-			return err
-		}
-		if !g.prewarmed {
-			misses++
-			continue
-		}
-		first, coord, after = append(first, t1.Sub(t0)), append(coord, t2.Sub(t1)), append(after, d)
+	if err := series(busy, []string{rowPrewarm}); err != nil {
+		return err
 	}
-	b.res.add(summarize(rowFirstQ, first))
-	b.res.add(summarize(rowFirstC, coord))
-	row = summarize(rowPrewarm2, after)
-	row.Failures = misses
-	b.res.add(row)
+	if err := series(quiet, []string{rowPrewarmQ}); err != nil {
+		return err
+	}
+	if err := series(quiet, []string{rowFirstQ, rowFirstC, rowPrewarm2},
+		"SELECT 1", "SELECT plcoordinator.release_all()"); err != nil {
+		return err
+	}
 	if err := b.setPrewarm(ctx, 0); err != nil {
 		return err
 	}

@@ -273,13 +273,29 @@ func (pc *PgConn) Query(ctx context.Context, sql string) ([]Row, error) {
 	}
 
 	// Cancel on ctx; a hard socket deadline guards against a hung server.
+	// A cancel request must never outlive its query: it would cancel the
+	// next one, so the watcher checks under a lock that this query still
+	// runs.
+	var (
+		doneMu sync.Mutex
+		done   bool
+	)
 	stop := make(chan struct{})
-	defer close(stop)
+	defer func() {
+		doneMu.Lock()
+		done = true
+		doneMu.Unlock()
+		close(stop)
+	}()
 	go func() {
 		select {
 		case <-ctx.Done():
-			_ = pc.Cancel()
-			_ = pc.c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			doneMu.Lock()
+			defer doneMu.Unlock()
+			if !done {
+				_ = pc.Cancel()
+				_ = pc.c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			}
 		case <-stop:
 		}
 	}()
