@@ -33,6 +33,7 @@ type runtimeSpec struct {
 	settings    string // more attributes of <setting .../>, e.g. `roles="admins"`
 	fault       string // content of the fault file mounted at /plcfault; "" = none
 	coordinator string // attributes of <coordinator .../>, e.g. `start_timeout="2"`
+	backend     string // name of a <backend> declared in clusterOpts.backends
 }
 
 // clusterOpts configure newCluster.
@@ -41,6 +42,7 @@ type clusterOpts struct {
 	noExtension bool          // do not CREATE EXTENSION
 	gucs        []string      // extra postgresql.conf lines, e.g. "plcoordinator.check_loop_interval = 1"
 	runtimes    []runtimeSpec // besides plc_test
+	backends    string        // top-level <backend> elements of the runtime configuration
 	// shutdownTimeout is plcoordinator.shutdown_timeout (default 5 s); the
 	// cleanup waits this long for the containers to go.
 	shutdownTimeout time.Duration
@@ -232,8 +234,12 @@ func (c *cluster) writeRuntimeConfig(path string, extra []runtimeSpec) {
 		if rt.coordinator != "" {
 			fmt.Fprintf(&b, "    <coordinator %s/>\n", rt.coordinator)
 		}
+		if rt.backend != "" {
+			fmt.Fprintf(&b, "    <backend name=\"%s\"/>\n", rt.backend)
+		}
 		b.WriteString("  </runtime>\n")
 	}
+	b.WriteString(c.opts.backends)
 	b.WriteString("</configuration>\n")
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)

@@ -71,6 +71,19 @@ type Options struct {
 	OnChange func()
 }
 
+// Backend is a Docker engine containers run on. The default backend is
+// the engine of plcoordinator.docker_host; remote ones come from
+// <backend type="remote_docker"> in the runtime configuration.
+type Backend struct {
+	Name   string
+	Docker Docker
+	// Remote containers are reached over TCP, as PL/Container does for
+	// remote_docker: the client listens on 8080, published on the engine
+	// host's loopback; the backend connects to Host and that port.
+	Remote bool
+	Host   string
+}
+
 // Key identifies a session: a backend pid and its start time, so a reused
 // pid is not mistaken for the old session.
 type Key struct {
@@ -155,13 +168,14 @@ func (e *StartError) Unwrap() error { return e.Err }
 type entry struct {
 	name     string // short random id: directory and container name
 	id       string // Docker id, "" until created
+	be       *Backend
 	runtime  *config.Runtime
 	session  Key // zero for a prewarmed container
 	owner    string
 	database string
 	dbOID    uint32
 	state    string
-	dir      string
+	dir      string // "" for a remote container
 	address  string
 
 	created  time.Time
@@ -195,7 +209,7 @@ type waiter struct {
 
 // Cache owns every container of the coordinator.
 type Cache struct {
-	d    Docker
+	def  *Backend // plcoordinator.docker_host
 	opts Options
 	log  *status.Logger
 	ctr  *status.Counters
@@ -209,6 +223,9 @@ type Cache struct {
 	waiters   []*waiter
 	reserved  int
 	runtimes  map[string]*config.Runtime
+	backends  map[string]*Backend // by name, besides the default
+	watched   map[Docker]bool     // engines whose events are followed
+	runCtx    context.Context     // set by Run
 	prewarmBo map[string]*backoff
 	closed    bool
 	version   uint64
@@ -225,7 +242,7 @@ func New(d Docker, opts Options) *Cache {
 		opts.MaxParallelCreates = 1
 	}
 	return &Cache{
-		d:         d,
+		def:       &Backend{Name: config.DefaultBackendName, Docker: d},
 		opts:      opts,
 		log:       opts.Log,
 		ctr:       opts.Counters,
@@ -234,6 +251,8 @@ func New(d Docker, opts Options) *Cache {
 		entries:   map[string]*entry{},
 		sessions:  map[Key]map[string]*entry{},
 		runtimes:  map[string]*config.Runtime{},
+		backends:  map[string]*Backend{},
+		watched:   map[Docker]bool{},
 		prewarmBo: map[string]*backoff{},
 		kick:      make(chan struct{}, 1),
 		reachable: true,
@@ -396,9 +415,9 @@ func (c *Cache) acquire(ctx context.Context, req Request) (Grant, error) {
 // newEntryLocked adds a starting container; its slot must be reserved.
 func (c *Cache) newEntryLocked(rt *config.Runtime, session Key) *entry {
 	name := NewName()
-	dir := filepath.Join(c.opts.ContainersDir, name)
 	e := &entry{
 		name:    name,
+		be:      c.backendLocked(rt),
 		runtime: rt,
 		session: session,
 		state:   StateStarting,
@@ -406,8 +425,10 @@ func (c *Cache) newEntryLocked(rt *config.Runtime, session Key) *entry {
 		readyMS: -1,
 		memKB:   -1,
 		ready:   make(chan struct{}),
-		dir:     dir,
-		address: "unix:" + filepath.Join(dir, SocketName),
+	}
+	if !e.be.Remote {
+		e.dir = filepath.Join(c.opts.ContainersDir, name)
+		e.address = "unix:" + filepath.Join(e.dir, SocketName)
 	}
 	c.entries[name] = e
 	c.changedLocked()
@@ -578,7 +599,7 @@ func (c *Cache) SetRuntimes(rts map[string]*config.Runtime) {
 	c.runtimes = rts
 	for _, e := range c.entries {
 		nrt := rts[e.runtime.ID]
-		if nrt != nil && nrt.Equal(e.runtime) {
+		if nrt != nil && nrt.Equal(e.runtime) && c.backendLocked(nrt) == e.be {
 			continue
 		}
 		e.stale = true
@@ -588,6 +609,39 @@ func (c *Cache) SetRuntimes(rts map[string]*config.Runtime) {
 	}
 	c.changedLocked()
 	c.kickPrewarm()
+}
+
+// SetBackends installs the engines of the configuration's backends (the
+// default one is always the cache's own). Call it before SetRuntimes:
+// containers whose backend changed are treated as changed runtimes.
+func (c *Cache) SetBackends(bs map[string]*Backend) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.backends = bs
+	for _, b := range bs {
+		c.watchLocked(b.Docker)
+	}
+}
+
+// backendLocked is the backend a runtime's containers run on.
+func (c *Cache) backendLocked(rt *config.Runtime) *Backend {
+	if b := c.backends[rt.Backend]; b != nil {
+		return b
+	}
+	return c.def
+}
+
+// dockersLocked lists each engine once.
+func (c *Cache) dockersLocked() []Docker {
+	out := []Docker{c.def.Docker}
+	seen := map[Docker]bool{c.def.Docker: true}
+	for _, b := range c.backends {
+		if !seen[b.Docker] {
+			seen[b.Docker] = true
+			out = append(out, b.Docker)
+		}
+	}
+	return out
 }
 
 // Sessions returns how many containers each session holds.

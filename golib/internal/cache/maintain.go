@@ -63,7 +63,12 @@ func (c *Cache) Run() error {
 	for i := 0; i < removeWorkers; i++ {
 		c.goLoop("removal worker", func() { c.removeWorker(ctx) })
 	}
-	c.goLoop("docker events", func() { c.watchEvents(ctx) })
+	c.mu.Lock()
+	c.runCtx = ctx
+	for _, d := range c.dockersLocked() {
+		c.watchLocked(d)
+	}
+	c.mu.Unlock()
 	c.goLoop("sweep", func() { c.sweepLoop(ctx) })
 	c.goLoop("prewarm", func() { c.prewarmLoop(ctx) })
 	return nil
@@ -78,12 +83,22 @@ func (c *Cache) goLoop(name string, fn func()) {
 	}()
 }
 
+// watchLocked follows the events of engine d, once Run has started.
+func (c *Cache) watchLocked(d Docker) {
+	if c.runCtx == nil || c.watched[d] {
+		return
+	}
+	c.watched[d] = true
+	ctx := c.runCtx
+	c.goLoop("docker events", func() { c.watchEvents(ctx, d) })
+}
+
 // watchEvents marks containers that die or run out of memory as soon as
 // Docker says so.
-func (c *Cache) watchEvents(ctx context.Context) {
+func (c *Cache) watchEvents(ctx context.Context, d Docker) {
 	delay := eventsRetryMin
 	for ctx.Err() == nil {
-		evs, errs := c.d.Events(ctx, map[string]string{LabelInstance: c.opts.Instance})
+		evs, errs := d.Events(ctx, map[string]string{LabelInstance: c.opts.Instance})
 		ok := true
 		for ok {
 			select {
@@ -233,7 +248,7 @@ func (c *Cache) inspectAll(ctx context.Context) {
 }
 
 func (c *Cache) inspectOne(ctx context.Context, e *entry) {
-	st, err := c.d.Inspect(ctx, e.id)
+	st, err := e.be.Docker.Inspect(ctx, e.id)
 	if err != nil {
 		if dockerx.IsNotFound(err) {
 			c.mu.Lock()
@@ -248,7 +263,7 @@ func (c *Cache) inspectOne(ctx context.Context, e *entry) {
 	c.setReachable(true)
 	var mem uint64
 	if st.Running {
-		mem, _ = c.d.MemoryUsage(ctx, e.id)
+		mem, _ = e.be.Docker.MemoryUsage(ctx, e.id)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -270,8 +285,19 @@ func (c *Cache) inspectOne(ctx context.Context, e *entry) {
 // never one created after the pass began. It also removes socket
 // directories nobody owns.
 func (c *Cache) Reconcile(ctx context.Context) {
+	c.mu.Lock()
+	dockers := c.dockersLocked()
+	c.mu.Unlock()
+	for _, d := range dockers {
+		c.reconcileEngine(ctx, d)
+	}
+	c.removeStrayDirs()
+}
+
+// reconcileEngine is Reconcile for one engine.
+func (c *Cache) reconcileEngine(ctx context.Context, d Docker) {
 	began := time.Now()
-	list, err := c.d.List(ctx, map[string]string{LabelInstance: c.opts.Instance})
+	list, err := d.List(ctx, map[string]string{LabelInstance: c.opts.Instance})
 	if err != nil {
 		c.setReachable(!dockerx.IsUnreachable(err))
 		c.log.Debugf("reconcile: listing containers: %v", err)
@@ -298,14 +324,13 @@ func (c *Cache) Reconcile(ctx context.Context) {
 		if current && s.Created.After(began.Add(-creationGrace)) {
 			continue
 		}
-		if err := c.d.Remove(ctx, s.ID); err != nil {
+		if err := d.Remove(ctx, s.ID); err != nil {
 			c.log.Warnf("reconcile: could not remove orphaned container %s: %v", shortID(s.ID), err)
 			continue
 		}
 		c.ctr.OrphansRemoved.Add(1)
 		c.log.Infof("removed orphaned container %s (generation %s)", shortID(s.ID), s.Labels[LabelGeneration])
 	}
-	c.removeStrayDirs()
 }
 
 // removeStrayDirs removes the socket directories no entry owns. An entry

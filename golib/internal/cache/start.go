@@ -50,13 +50,15 @@ type SpecParams struct {
 	Generation string
 	SegIndex   int
 	Hardened   bool
+	Remote     bool // TCP on 8080 instead of the socket directory
 }
 
 // Spec builds the Docker create body of e's container.
 func (c *Cache) Spec(e *entry) dockerx.Spec {
 	return ContainerSpec(SpecParams{Runtime: e.runtime, Name: e.name, Dir: e.dir, Owner: e.owner,
 		Database: e.database, DBOID: e.dbOID, BackendPID: e.session.PID, Instance: c.opts.Instance,
-		Generation: c.opts.Generation, SegIndex: c.opts.SegIndex, Hardened: c.opts.Hardening})
+		Generation: c.opts.Generation, SegIndex: c.opts.SegIndex, Hardened: c.opts.Hardening,
+		Remote: e.be.Remote})
 }
 
 // ContainerSpec builds a container's Docker create body: what PL/Container
@@ -72,7 +74,11 @@ func ContainerSpec(p SpecParams) dockerx.Spec {
 		}
 		binds = append(binds, d.Host+":"+d.Container+":"+mode)
 	}
-	binds = append(binds, p.Dir+":/tmp/plcontainer:rw")
+	cgroup := ""
+	if !p.Remote {
+		binds = append(binds, p.Dir+":/tmp/plcontainer:rw")
+		cgroup = cgroupParent(rt)
+	}
 
 	devices := make([]dockerx.Device, 0, len(rt.Devices))
 	for _, d := range rt.Devices {
@@ -95,7 +101,7 @@ func ContainerSpec(p SpecParams) dockerx.Spec {
 			"DB_USER_NAME=" + p.Owner,
 			"DB_NAME=" + p.Database,
 			"DB_QE_PID=" + strconv.Itoa(int(p.BackendPID)),
-			"USE_CONTAINER_NETWORK=false",
+			"USE_CONTAINER_NETWORK=" + strconv.FormatBool(p.Remote),
 		},
 		Labels: map[string]string{
 			"owner":         p.Owner,
@@ -110,10 +116,11 @@ func ContainerSpec(p SpecParams) dockerx.Spec {
 		},
 		MemoryBytes:  rt.MemoryMB << 20,
 		CPUShares:    rt.CPUShare,
-		Network:      rt.EnableNetwork,
-		Logging:      rt.UseContainerLogging,
-		Binds:        binds,
-		CgroupParent: cgroupParent(rt),
+		Network:        rt.EnableNetwork || p.Remote,
+		PublishTCP8080: p.Remote,
+		Logging:        rt.UseContainerLogging,
+		Binds:          binds,
+		CgroupParent:   cgroup,
 		Devices:      devices,
 		Hardened:     p.Hardened,
 	}
@@ -135,11 +142,18 @@ func (c *Cache) start(e *entry) {
 	c.createSem <- struct{}{}
 	err := c.create(e)
 	<-c.createSem
-	if err == nil {
+	switch {
+	case err != nil:
+	case e.be.Remote:
+		// Over TCP the engine's port proxy accepts before the client
+		// listens: only a PING proves readiness, and it takes the
+		// client's one connection, which is then handed over.
+		err = c.waitRemote(e)
+	default:
 		err = c.waitReady(e)
-	}
-	if err == nil && (e.wantConn || e.prewarm()) {
-		err = c.connect(e)
+		if err == nil && (e.wantConn || e.prewarm()) {
+			err = c.connect(e)
+		}
 	}
 
 	c.mu.Lock()
@@ -179,14 +193,16 @@ func (c *Cache) start(e *entry) {
 
 // create runs create and start with retries on transient errors.
 func (c *Cache) create(e *entry) error {
-	if err := os.Mkdir(e.dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-		return &StartError{Runtime: e.runtime.ID, Err: fmt.Errorf("creating socket directory: %w", err)}
+	if e.dir != "" {
+		if err := os.Mkdir(e.dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			return &StartError{Runtime: e.runtime.ID, Err: fmt.Errorf("creating socket directory: %w", err)}
+		}
 	}
 	spec := c.Spec(e)
 	var id string
 	err := c.retry(func(ctx context.Context) error {
 		var err error
-		id, err = c.d.Create(ctx, spec)
+		id, err = e.be.Docker.Create(ctx, spec)
 		return err
 	})
 	if err != nil {
@@ -200,7 +216,7 @@ func (c *Cache) create(e *entry) error {
 	if cancelled {
 		return ErrCancelled
 	}
-	if err := c.retry(func(ctx context.Context) error { return c.d.Start(ctx, id) }); err != nil {
+	if err := c.retry(func(ctx context.Context) error { return e.be.Docker.Start(ctx, id) }); err != nil {
 		return &StartError{Runtime: e.runtime.ID, ID: id, Err: err}
 	}
 	return nil
@@ -251,14 +267,14 @@ func (c *Cache) waitReady(e *entry) error {
 			return ErrCancelled
 		}
 		if exited || time.Now().After(nextInspect) {
-			st, err := c.d.Inspect(context.Background(), e.id)
+			st, err := e.be.Docker.Inspect(context.Background(), e.id)
 			if err == nil && !st.Running && st.Status != "created" {
 				return c.startFailure(e, st, 0)
 			}
 			nextInspect = time.Now().Add(250 * time.Millisecond)
 		}
 		if time.Now().After(deadline) {
-			st, _ := c.d.Inspect(context.Background(), e.id)
+			st, _ := e.be.Docker.Inspect(context.Background(), e.id)
 			return c.startFailure(e, st, timeout)
 		}
 		time.Sleep(poll)
@@ -269,7 +285,7 @@ func (c *Cache) waitReady(e *entry) error {
 // startFailure builds the error for a container that did not come up,
 // with its exit code, OOM flag and last log lines.
 func (c *Cache) startFailure(e *entry, st dockerx.State, timeout time.Duration) error {
-	logs, _ := c.d.Logs(context.Background(), e.id, logTailLines)
+	logs, _ := e.be.Docker.Logs(context.Background(), e.id, logTailLines)
 	return &StartError{Runtime: e.runtime.ID, ID: e.id, Timeout: timeout, Status: st.Status,
 		ExitCode: st.ExitCode, OOM: st.OOMKilled, Logs: strings.TrimSpace(logs)}
 }
@@ -277,18 +293,25 @@ func (c *Cache) startFailure(e *entry, st dockerx.State, timeout time.Duration) 
 // connect opens the container's socket and completes PL/Container's PING
 // handshake; the connected socket is kept in e.conn for a hand-off.
 func (c *Cache) connect(e *entry) error {
-	addr := strings.TrimPrefix(e.address, "unix:")
-	conn, err := net.DialTimeout("unix", addr, pingTimeout)
+	conn, err := net.DialTimeout("unix", strings.TrimPrefix(e.address, "unix:"), pingTimeout)
 	if err != nil {
 		return &StartError{Runtime: e.runtime.ID, ID: e.id, Err: fmt.Errorf("connecting to the container: %w", err)}
 	}
-	uc := conn.(*net.UnixConn)
-	defer uc.Close()
-	version, err := Ping(uc, pingTimeout)
+	return c.handshake(e, conn)
+}
+
+// handshake pings over conn and keeps a duplicate of it in e.conn.
+func (c *Cache) handshake(e *entry, conn net.Conn) error {
+	defer conn.Close()
+	version, err := Ping(conn, pingTimeout)
 	if err != nil {
 		return &StartError{Runtime: e.runtime.ID, ID: e.id, Err: fmt.Errorf("PING handshake: %w", err)}
 	}
-	f, err := uc.File() // a blocking duplicate the backend can own
+	fc, ok := conn.(interface{ File() (*os.File, error) })
+	if !ok {
+		return &StartError{Runtime: e.runtime.ID, ID: e.id, Err: fmt.Errorf("cannot hand over a %T", conn)}
+	}
+	f, err := fc.File() // a blocking duplicate the backend can own
 	if err != nil {
 		return &StartError{Runtime: e.runtime.ID, ID: e.id, Err: err}
 	}
@@ -296,6 +319,53 @@ func (c *Cache) connect(e *entry) error {
 	e.conn, e.clientVersion = f, version
 	c.mu.Unlock()
 	return nil
+}
+
+// waitRemote waits for a remote container: running with its port
+// published, then answering the PING over TCP. A container that exits
+// fails at once; the whole wait is bounded by the start timeout.
+func (c *Cache) waitRemote(e *entry) error {
+	timeout := e.runtime.StartTimeout
+	deadline := time.Now().Add(timeout)
+	poll := readyPollMin
+	var last error
+	for {
+		c.mu.Lock()
+		cancelled := e.cancel
+		c.mu.Unlock()
+		if cancelled {
+			return ErrCancelled
+		}
+		st, err := e.be.Docker.Inspect(context.Background(), e.id)
+		switch {
+		case err != nil:
+			last = err
+		case !st.Running && st.Status != "created":
+			return c.startFailure(e, st, 0)
+		case st.HostPort > 0:
+			addr := net.JoinHostPort(e.be.Host, strconv.Itoa(st.HostPort))
+			c.mu.Lock()
+			e.address = "tcp:" + addr
+			c.mu.Unlock()
+			conn, err := net.DialTimeout("tcp", addr, time.Until(deadline))
+			if err == nil {
+				if err = c.handshake(e, conn); err == nil {
+					return nil
+				}
+			}
+			last = err
+		}
+		if time.Now().After(deadline) {
+			st, _ := e.be.Docker.Inspect(context.Background(), e.id)
+			se := c.startFailure(e, st, timeout).(*StartError)
+			if se.Logs == "" && last != nil {
+				se.Logs = last.Error()
+			}
+			return se
+		}
+		time.Sleep(poll)
+		poll = min(poll*2, readyPollMax*5)
+	}
 }
 
 // Ping does PL/Container's PING handshake on conn: 'P', int32 little-endian
@@ -391,7 +461,7 @@ func (c *Cache) destroy(e *entry) {
 		var err error
 		for attempt := 0; attempt < removeAttempts; attempt++ {
 			ctx, cancel := context.WithTimeout(context.Background(), removeCallLimit)
-			err = c.d.Remove(ctx, e.id)
+			err = e.be.Docker.Remove(ctx, e.id)
 			cancel()
 			if err == nil || dockerx.IsUnreachable(err) {
 				break
@@ -403,7 +473,9 @@ func (c *Cache) destroy(e *entry) {
 			c.log.Warnf("could not remove container %s: %v (the reconciler will retry)", shortID(e.id), err)
 		}
 	}
-	_ = os.RemoveAll(e.dir)
+	if e.dir != "" {
+		_ = os.RemoveAll(e.dir)
+	}
 	c.mu.Lock()
 	delete(c.entries, e.name)
 	c.grantLocked()

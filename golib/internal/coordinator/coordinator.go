@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,10 +33,11 @@ type Coordinator struct {
 	panics   *status.Panics
 	counters status.Counters
 
-	docker *dockerx.Client
-	cache  *cache.Cache
-	srv    *server.Server
-	ln     *net.UnixListener
+	docker  *dockerx.Client            // plcoordinator.docker_host
+	remotes map[string]*dockerx.Client // remote_docker engines, by endpoint
+	cache   *cache.Cache
+	srv     *server.Server
+	ln      *net.UnixListener
 
 	cfg    atomic.Pointer[config.Config]
 	cfgMu  sync.Mutex // serialises reloads
@@ -68,7 +70,7 @@ func New(s Settings, log *status.Logger, panics *status.Panics) (*Coordinator, e
 		return nil, fmt.Errorf("docker client for %q: %w", s.DockerHost, err)
 	}
 	generation := cache.NewName()
-	c := &Coordinator{settings: s, log: log, panics: panics, docker: d,
+	c := &Coordinator{settings: s, log: log, panics: panics, docker: d, remotes: map[string]*dockerx.Client{},
 		dirty: make(chan struct{}, 1), pubCh: make(chan struct{}), reloads: make(chan chan<- reloadResult)}
 	c.cache = cache.New(d, cache.Options{
 		Instance:           s.Instance,
@@ -134,6 +136,9 @@ func (c *Coordinator) Stop(ctx context.Context) {
 	if c.docker != nil {
 		_ = c.docker.Close()
 	}
+	for _, d := range c.remotes {
+		_ = d.Close()
+	}
 }
 
 // ShutdownTimeout bounds Stop.
@@ -186,6 +191,7 @@ func (c *Coordinator) reload() (*config.Config, error) {
 	c.cfg.Store(cfg)
 	c.loaded = now
 	c.errMsg, c.errAt = "", time.Time{}
+	c.cache.SetBackends(c.backends(cfg))
 	c.cache.SetRuntimes(cfg.Runtimes)
 	if cfg.Missing {
 		c.log.Infof("configuration file %s does not exist: no runtimes are defined", cfg.Path)
@@ -193,6 +199,67 @@ func (c *Coordinator) reload() (*config.Config, error) {
 		c.log.Infof("loaded %d runtime(s) from %s", len(cfg.Runtimes), cfg.Path)
 	}
 	return cfg, nil
+}
+
+// backends maps the configuration's backends to engines. A docker (local)
+// backend is the engine of plcoordinator.docker_host, whatever its
+// <address> says (PL/Container ignores it too). A remote_docker backend is
+// reached over TCP; its clients are kept for the coordinator's life, since
+// containers may still run on an engine a new configuration dropped.
+// Called with cfgMu held.
+func (c *Coordinator) backends(cfg *config.Config) map[string]*cache.Backend {
+	out := map[string]*cache.Backend{}
+	for name, b := range cfg.Backends {
+		if b.Type != config.BackendRemoteDocker {
+			if name != config.DefaultBackendName {
+				out[name] = &cache.Backend{Name: name, Docker: c.docker}
+			}
+			continue
+		}
+		host := b.Address
+		if b.AddSegmentIndex {
+			host = fmt.Sprintf("%d.%s", c.settings.SegIndex+1, b.Address)
+		}
+		o := dockerx.Options{Host: "tcp://" + net.JoinHostPort(host, strconv.Itoa(b.Port)),
+			TLSCA: b.TLSCA, TLSCert: b.TLSCert, TLSKey: b.TLSKey, TLSVerify: b.TLSVerify,
+			Username: b.Username, Password: b.Password, CallTimeout: dockerCallTimeout}
+		key := fmt.Sprintf("%+v", o)
+		d := c.remotes[key]
+		if d == nil {
+			var err error
+			if d, err = dockerx.New(o); err != nil {
+				// Its runtimes fail with this error rather than run elsewhere.
+				c.log.Warnf("backend %q: %v", name, err)
+				out[name] = &cache.Backend{Name: name, Docker: &unusable{err}, Remote: true, Host: host}
+				continue
+			}
+			c.remotes[key] = d
+		}
+		out[name] = &cache.Backend{Name: name, Docker: d, Remote: true, Host: host}
+	}
+	return out
+}
+
+// unusable is the engine of a backend whose client could not be built
+// (say, an unreadable TLS file): every call fails with that error.
+type unusable struct{ err error }
+
+func (u *unusable) Create(context.Context, dockerx.Spec) (string, error) { return "", u.err }
+func (u *unusable) Start(context.Context, string) error                  { return u.err }
+func (u *unusable) Inspect(context.Context, string) (dockerx.State, error) {
+	return dockerx.State{}, u.err
+}
+func (u *unusable) Remove(context.Context, string) error { return u.err }
+func (u *unusable) List(context.Context, map[string]string) ([]dockerx.Summary, error) {
+	return nil, u.err
+}
+func (u *unusable) Logs(context.Context, string, int) (string, error)   { return "", u.err }
+func (u *unusable) MemoryUsage(context.Context, string) (uint64, error) { return 0, u.err }
+func (u *unusable) Ping(context.Context) (string, error)                { return "", u.err }
+func (u *unusable) Events(ctx context.Context, _ map[string]string) (<-chan dockerx.Event, <-chan error) {
+	errs := make(chan error, 1)
+	errs <- u.err
+	return nil, errs
 }
 
 // Version changes whenever the snapshot may have changed.
@@ -280,11 +347,6 @@ func (c *Coordinator) Acquire(ctx context.Context, sess *server.Session, req pro
 		return protocol.Acquired{}, nil, &protocol.ErrorMsg{Code: protocol.CodeUnknownRuntime,
 			Message: fmt.Sprintf("runtime %q is not defined in the configuration", req.RuntimeID),
 			Hint:    "Check plcoordinator.runtimes; after editing the file run SELECT plcoordinator.reload_config()."}
-	}
-	if rt.Backend != config.DefaultBackendName && cfg.Backends[rt.Backend].Type == config.BackendRemoteDocker {
-		return protocol.Acquired{}, nil, &protocol.ErrorMsg{Code: protocol.CodeDocker,
-			Message: fmt.Sprintf("runtime %q uses remote_docker backend %q, which this coordinator does not support yet", rt.ID, rt.Backend),
-			Hint:    "Use the local Docker engine (plcoordinator.docker_host) for now."}
 	}
 	g, err := c.cache.Acquire(ctx, cache.Request{
 		Session:     cache.Key{PID: sess.PID, StartUS: sess.StartUS},
