@@ -114,15 +114,15 @@ func ContainerSpec(p SpecParams) dockerx.Spec {
 			LabelRuntime:    rt.ID,
 			LabelName:       p.Name,
 		},
-		MemoryBytes:  rt.MemoryMB << 20,
-		CPUShares:    rt.CPUShare,
+		MemoryBytes:    rt.MemoryMB << 20,
+		CPUShares:      rt.CPUShare,
 		Network:        rt.EnableNetwork || p.Remote,
 		PublishTCP8080: p.Remote,
 		Logging:        rt.UseContainerLogging,
 		Binds:          binds,
 		CgroupParent:   cgroup,
-		Devices:      devices,
-		Hardened:     p.Hardened,
+		Devices:        devices,
+		Hardened:       p.Hardened,
 	}
 }
 
