@@ -58,6 +58,16 @@ regress() {
 	return $rc
 }
 
+# After every suite: no container of any test instance, no socket
+# directory left behind.
+leftovers() {
+	local containers dirs
+	containers=$(docker ps -aq --filter label=plcoordinator.instance | wc -l)
+	dirs=$(find /tmp/.plcoordinator.*/c -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+	echo "containers with label plcoordinator.instance: $containers; per-container socket directories: $dirs"
+	[[ $containers -eq 0 && $dirs -eq 0 ]]
+}
+
 step "build and install" build
 step "lint (gofmt, go vet)" make -s lint
 step "ABI and linking rules" make -s abicheck
@@ -67,6 +77,7 @@ step "Go unit and Docker tests" go test -race -count=1 -tags integration ./golib
 step "fuzzing (brief)" make -s fuzz
 step "pg_regress" regress
 step "integration (PostgreSQL + Docker)" go test -count=1 -timeout 20m -tags integration ./test/integration/
+step "nothing left behind" leftovers
 
 printf '\n%-40s %-6s %s\n' "suite" "result" "seconds"
 for i in "${!names[@]}"; do

@@ -648,6 +648,8 @@ func (c *cluster) cleanup() {
 	}
 	c.kill()
 
+	leaked := 0
+	defer func() { recordLeaks(t, leaked) }()
 	if c.instance != "" {
 		var left []string
 		err := poll(c.opts.shutdownTimeout+2*time.Second, func() error {
@@ -664,6 +666,7 @@ func (c *cluster) cleanup() {
 		if err != nil {
 			out, _ := exec.Command("docker", "ps", "-a", "--filter", "label=plcoordinator.instance="+c.instance).CombinedOutput()
 			t.Errorf("containers of instance %s remain after the server stopped: %v\n%s", c.instance, err, out)
+			leaked += len(left)
 			if len(left) > 0 {
 				_ = exec.Command("docker", append([]string{"rm", "-f"}, left...)...).Run()
 			}
@@ -675,6 +678,7 @@ func (c *cluster) cleanup() {
 			names[i] = e.Name()
 		}
 		t.Errorf("socket directories remain under %s/c: %v", c.socketDir, names)
+		leaked += len(ents)
 	}
 	if t.Failed() {
 		t.Logf("server log (%s), last lines:\n%s", c.logFile, tail(c.logText(), 60))

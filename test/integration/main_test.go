@@ -34,12 +34,24 @@ var (
 
 	resultsMu sync.Mutex
 	results   []result
+	// leaks holds, by test name, the containers and socket directories
+	// the cluster cleanups found left behind (see recordLeaks).
+	leaks = map[string]int{}
 )
 
 type result struct {
 	name     string
 	status   string
 	duration time.Duration
+	leaked   int // containers + socket directories left; -1 if the test made no cluster
+}
+
+// recordLeaks adds n leftovers (containers and socket directories found
+// by a cluster's cleanup) to the test's count in the summary.
+func recordLeaks(t *testing.T, n int) {
+	resultsMu.Lock()
+	defer resultsMu.Unlock()
+	leaks[t.Name()] += n
 }
 
 // track records the test's result for the summary and skips it when the
@@ -57,7 +69,11 @@ func track(t *testing.T) {
 			status = "FAIL"
 		}
 		resultsMu.Lock()
-		results = append(results, result{t.Name(), status, time.Since(start)})
+		leaked, ok := leaks[t.Name()]
+		if !ok {
+			leaked = -1
+		}
+		results = append(results, result{t.Name(), status, time.Since(start), leaked})
 		resultsMu.Unlock()
 	})
 	if skipReason != "" {
@@ -164,15 +180,22 @@ func printSummary(total time.Duration) {
 		width = max(width, len(r.name))
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n%-*s  %-6s  %9s\n", width, "TEST", "RESULT", "DURATION")
-	fmt.Fprintf(&b, "%s\n", strings.Repeat("-", width+19))
+	fmt.Fprintf(&b, "\n%-*s  %-6s  %6s  %9s\n", width, "TEST", "RESULT", "LEAKED", "DURATION")
+	fmt.Fprintf(&b, "%s\n", strings.Repeat("-", width+27))
 	counts := map[string]int{}
+	leakedTotal := 0
 	for _, r := range results {
 		counts[r.status]++
-		fmt.Fprintf(&b, "%-*s  %-6s  %8.1fs\n", width, r.name, r.status, r.duration.Seconds())
+		leaked := "-"
+		if r.leaked >= 0 {
+			leaked = fmt.Sprint(r.leaked)
+			leakedTotal += r.leaked
+		}
+		fmt.Fprintf(&b, "%-*s  %-6s  %6s  %8.1fs\n", width, r.name, r.status, leaked, r.duration.Seconds())
 	}
-	fmt.Fprintf(&b, "%s\n", strings.Repeat("-", width+19))
-	fmt.Fprintf(&b, "%d passed, %d failed, %d skipped; total %.1fs\n",
-		counts["PASS"], counts["FAIL"], counts["SKIP"], total.Seconds())
+	fmt.Fprintf(&b, "%s\n", strings.Repeat("-", width+27))
+	fmt.Fprintf(&b, "%d passed, %d failed, %d skipped; %d container(s) and socket directories leaked; total %.1fs\n",
+		counts["PASS"], counts["FAIL"], counts["SKIP"], leakedTotal, total.Seconds())
+	fmt.Fprintf(&b, "LEAKED: containers of the test's instance plus socket directories left after its server stopped (- = no server)\n")
 	fmt.Print(b.String())
 }
