@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -62,6 +63,9 @@ type cluster struct {
 
 	startedAt  time.Time     // just before pg_ctl start
 	readyAfter time.Duration // from startedAt until state ready
+
+	notesMu sync.Mutex
+	notes   map[string]bool // notes already logged (checkConsistent)
 }
 
 const plcTestRuntime = "plc_test"
@@ -119,7 +123,9 @@ func newCluster(t *testing.T, opts clusterOpts) *cluster {
 
 	if !opts.noPreload && !opts.noExtension {
 		conn := c.connect(t)
-		mustExec(t, conn, "CREATE EXTENSION plcoordinator")
+		// Committed to WAL at once (the cluster runs with synchronous_commit
+		// off): a crash restart soon after must not lose the extension.
+		mustExec(t, conn, "SET synchronous_commit = on; CREATE EXTENSION plcoordinator")
 		row := mustRow(t, conn, "SELECT plcoordinator.wait_until_ready(30000) AS ok")
 		c.readyAfter = time.Since(c.startedAt)
 		if !row.Bool("ok") {

@@ -194,44 +194,16 @@ func crashRestart(t *testing.T, victim func(c *cluster, a *PgConn) int) {
 	ids := []string{acquire(t, a, plcTestRuntime).Str("container_id"), acquire(t, b, plcTestRuntime).Str("container_id")}
 	mustRow(t, b, "SELECT * FROM plcoordinator.ping('plc_test')")
 	pid := victim(c, a)
-	before := strings.Count(c.logText(), "all server processes terminated; reinitializing")
+	before := c.reinitCount()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill -9 %d: %v", pid, err)
 	}
-	eventually(t, 20*time.Second, func() error {
-		if strings.Count(c.logText(), "all server processes terminated; reinitializing") == before {
-			return fmt.Errorf("no crash restart in the log yet")
-		}
-		return nil
-	})
-	accepting := c.waitAccepting(t, 30*time.Second)
-	limit := 6 * time.Second // check_loop_interval + 5 s
-	err := poll(limit-time.Since(accepting), func() error {
-		all, err := c.containers()
-		if err != nil {
-			return err
-		}
-		var left []string
-		for _, id := range all {
-			for _, old := range ids {
-				if id == old {
-					left = append(left, short(id))
-				}
-			}
-		}
-		if len(left) > 0 {
-			return fmt.Errorf("old containers remain: %v", left)
-		}
-		return nil
-	})
-	if err != nil {
-		out, _ := exec.Command("docker", "ps", "-a", "--filter", "label=plcoordinator.instance="+c.instance).CombinedOutput()
-		t.Fatalf("%s after the server accepted connections again: %v\n%s", limit, err, out)
-	}
-	t.Logf("old containers gone %s after the server accepted connections again", time.Since(accepting).Round(time.Millisecond))
+	accepting := c.awaitCrashRestart(t, before)
+	c.waitOldGone(t, accepting, 6*time.Second /* check_loop_interval + 5 s */, ids)
 	// The coordinator is back and serves.
 	c.waitReady(t, 15*time.Second)
 	acquire(t, c.conn(t), plcTestRuntime)
+	c.checkAfterScenario(t, 1, true)
 }
 
 // TestSession_KillBackendCrashRestart: kill -9 of a backend holding a
