@@ -37,6 +37,10 @@ GO_LDFLAGS = -X=runtime.godebugDefault=asyncpreemptoff=1
 
 all: $(GOLIB_SO)
 
+# PGXS does not track header dependencies: a struct that changes in a
+# header must rebuild every object that lays it out.
+$(OBJS): $(wildcard include/*.h)
+
 $(GOLIB_SO): $(GO_SOURCES) include/plcoordinator_abi.h go.mod go.sum
 	CGO_ENABLED=1 $(GO) build -buildmode=c-shared -trimpath \
 		-ldflags='$(GO_LDFLAGS)' -o $@ ./golib

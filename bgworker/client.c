@@ -705,31 +705,6 @@ plcoord_reload(uint32_t *nruntimes)
 }
 
 /*
- * plcoord_status_json
- *		The coordinator's status document (runtimes, requesters, ...).
- */
-char *
-plcoord_status_json(void)
-{
-	uint8_t		buf[64];
-	PlcpWriter	w = {buf, 0, sizeof(buf), false};
-	PlcoordReply reply;
-	PlcpReader	r;
-	uint32_t	n;
-
-	COORD_BEGIN(&w, buf, PLCP_STATUS);
-	coord_call(&w, PLCP_STATUS_REPLY, &reply, PLCOORD_REQUEST_TIMEOUT_MS);
-	/* A "text" field: u32 length, then the bytes. */
-	plcp_reader_init(&r, reply.payload, reply.header.length);
-	n = plcp_get_u32(&r);
-	if (r.error || n > reply.header.length - 4)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROTOCOL_VIOLATION),
-				 errmsg("plcoordinator sent a malformed status reply")));
-	return pnstrdup((const char *) reply.payload + 4, n);
-}
-
-/*
  * coord_simple
  *		A request without fields whose reply is DONE.
  */

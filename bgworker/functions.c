@@ -258,10 +258,24 @@ plcoordinator_reload_config(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(plcoord_reload(&nruntimes)));
 }
 
+/*
+ * plcoordinator_status_json
+ *		The document behind the runtimes and requesters views, as the
+ *		coordinator last published it; empty lists while it is down.
+ */
 Datum
 plcoordinator_status_json(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_TEXT_P(cstring_to_text(plcoord_status_json()));
+	char	   *doc;
+	int32		len;
+
+	plcoord_shmem_lock(false);
+	len = plcoord_shared->snapshot.status_json_len;
+	doc = pnstrdup(plcoord_shared->status_json, len);
+	plcoord_shmem_unlock();
+	if (len == 0)
+		doc = "{\"runtimes\": [], \"requesters\": []}";
+	PG_RETURN_TEXT_P(cstring_to_text(doc));
 }
 
 Datum
@@ -343,8 +357,8 @@ plcoordinator_stats(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc = plcoord_result_desc(fcinfo);
 	PlcoordStats st;
-	Datum		values[17];
-	bool		nulls[17] = {0};
+	Datum		values[27];
+	bool		nulls[27] = {0};
 	int			i = 0;
 
 	plcoord_shmem_lock(false);
@@ -357,6 +371,10 @@ plcoordinator_stats(PG_FUNCTION_ARGS)
 	values[i++] = Int64GetDatum(st.cold_starts);
 	values[i++] = Int64GetDatum(st.start_failures);
 	values[i++] = Int64GetDatum(st.docker_errors);
+	values[i++] = Int64GetDatum(st.docker_unreachable);
+	values[i++] = Int64GetDatum(st.docker_transient);
+	values[i++] = Int64GetDatum(st.docker_not_found);
+	values[i++] = Int64GetDatum(st.docker_other);
 	values[i++] = Int64GetDatum(st.releases);
 	values[i++] = Int64GetDatum(st.sessions_reaped);
 	values[i++] = Int64GetDatum(st.orphans_removed);
@@ -365,8 +383,15 @@ plcoordinator_stats(PG_FUNCTION_ARGS)
 	values[i++] = Float8GetDatum(st.acquire_p50_ms);
 	values[i++] = Float8GetDatum(st.acquire_p95_ms);
 	values[i++] = Float8GetDatum(st.acquire_p99_ms);
+	values[i++] = Float8GetDatum(st.create_p50_ms);
+	values[i++] = Float8GetDatum(st.create_p95_ms);
+	values[i++] = Float8GetDatum(st.create_p99_ms);
+	values[i++] = Float8GetDatum(st.start_p50_ms);
+	values[i++] = Float8GetDatum(st.start_p95_ms);
+	values[i++] = Float8GetDatum(st.start_p99_ms);
 	values[i++] = Float8GetDatum(st.ready_p50_ms);
 	values[i++] = Float8GetDatum(st.ready_p95_ms);
 	values[i++] = Float8GetDatum(st.ready_p99_ms);
+	Assert(i == lengthof(values));
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -253,6 +253,12 @@ plcoord_cb_publish(const PlcoordSnapshot *snapshot)
 	plcoord_shared->snapshot = *snapshot;
 	plcoord_shared->snapshot.rows = NULL;
 	plcoord_shared->snapshot.runtimes = NULL;
+	plcoord_shared->snapshot.status_json = NULL;
+	plcoord_shared->snapshot.status_json_len = Min(Max(snapshot->status_json_len, 0),
+												   PLCOORD_STATUS_JSON_LEN);
+	if (plcoord_shared->snapshot.status_json_len > 0)
+		memcpy(plcoord_shared->status_json, snapshot->status_json,
+			   plcoord_shared->snapshot.status_json_len);
 	plcoord_shared->snapshot.nrows = n;
 	plcoord_shared->nruntime_rows = Min(snapshot->nruntimes, PLCOORD_MAX_RUNTIMES);
 	if (n > 0)
@@ -286,6 +292,7 @@ plcoord_before_shmem_exit(int code, Datum arg)
 	plcoord_shared->worker_pid = 0;
 	plcoord_shared->address[0] = '\0';
 	plcoord_shared->snapshot.nrows = 0;
+	plcoord_shared->snapshot.status_json_len = 0;
 	plcoord_shared->nruntime_rows = 0;
 	plcoord_shmem_unlock();
 	plcoord_state_broadcast();

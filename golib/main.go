@@ -124,13 +124,22 @@ func (h *cHost) Publish(snap *status.Snapshot) {
 	cs.stats = C.PlcoordStats{
 		requests: C.int64_t(st.Requests), warm_hits: C.int64_t(st.WarmHits), prewarm_hits: C.int64_t(st.PrewarmHits),
 		cold_starts: C.int64_t(st.ColdStarts), start_failures: C.int64_t(st.StartFailures),
-		docker_errors: C.int64_t(st.DockerErrors), releases: C.int64_t(st.Releases),
+		docker_errors: C.int64_t(st.DockerErrors), docker_unreachable: C.int64_t(st.DockerUnreachable),
+		docker_transient: C.int64_t(st.DockerTransient), docker_not_found: C.int64_t(st.DockerNotFound),
+		docker_other: C.int64_t(st.DockerOther), releases: C.int64_t(st.Releases),
 		sessions_reaped: C.int64_t(st.SessionsReaped), orphans_removed: C.int64_t(st.OrphansRemoved),
 		queue_waits: C.int64_t(st.QueueWaits), queue_timeouts: C.int64_t(st.QueueTimeouts),
-		acquire_p50_ms: C.double(st.AcquireP50), acquire_p95_ms: C.double(st.AcquireP95),
-		acquire_p99_ms: C.double(st.AcquireP99), ready_p50_ms: C.double(st.ReadyP50),
-		ready_p95_ms: C.double(st.ReadyP95), ready_p99_ms: C.double(st.ReadyP99),
+		acquire_p50_ms: C.double(st.Acquire.P50), acquire_p95_ms: C.double(st.Acquire.P95),
+		acquire_p99_ms: C.double(st.Acquire.P99), create_p50_ms: C.double(st.Create.P50),
+		create_p95_ms: C.double(st.Create.P95), create_p99_ms: C.double(st.Create.P99),
+		start_p50_ms: C.double(st.Start.P50), start_p95_ms: C.double(st.Start.P95),
+		start_p99_ms: C.double(st.Start.P99), ready_p50_ms: C.double(st.Ready.P50),
+		ready_p95_ms: C.double(st.Ready.P95), ready_p99_ms: C.double(st.Ready.P99),
 	}
+	doc := C.CString(snap.StatusJSON)
+	defer C.free(unsafe.Pointer(doc))
+	cs.status_json = doc
+	cs.status_json_len = C.int32_t(len(snap.StatusJSON))
 	C.call_publish(h.cb, &cs)
 }
 

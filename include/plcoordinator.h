@@ -40,6 +40,8 @@ typedef struct PlcoordShared
 	char		address[PLCOORD_ADDRESS_LEN];	/* "unix:<path>" */
 	char		config_file[PLCOORD_PATH_LEN];
 	PlcoordSnapshot snapshot;	/* its pointers are unused here */
+	char		status_json[PLCOORD_STATUS_JSON_LEN];	/* length in
+															 * snapshot */
 	int32_t		nruntime_rows;	/* rows used in runtimes[] */
 	PlcoordRuntimeRow runtimes[PLCOORD_MAX_RUNTIMES];
 	int32_t		max_rows;		/* = max_container_number */
@@ -75,7 +77,6 @@ extern void plcoord_adopt_container_fd(const char *runtime_id,
 extern void plcoord_forget_container(const char *runtime_id);
 extern void plcoord_check_runtime_access(const char *runtime_id);
 extern char *plcoord_reload(uint32_t *nruntimes);
-extern char *plcoord_status_json(void);
 extern void plcoord_stats_reset(void);
 extern void plcoord_debug_panic(void);
 

@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 /* Bump whenever a struct or callback below changes. */
-#define PLCOORD_ABI_VERSION 1
+#define PLCOORD_ABI_VERSION 2
 
 /* Coordinator states, published in shared memory. */
 typedef enum PlcoordState
@@ -52,6 +52,7 @@ typedef enum PlcoordState
 #define PLCOORD_CONTAINER_ID_LEN 65		/* 64 hex digits + NUL */
 #define PLCOORD_STATE_NAME_LEN	16
 #define PLCOORD_ERROR_LEN		1024
+#define PLCOORD_STATUS_JSON_LEN	65536	/* runtimes and requesters, as JSON */
 
 /*
  * Settings the worker passes to Go at start and again after each SIGHUP.
@@ -117,7 +118,11 @@ typedef struct PlcoordStats
 	int64_t		prewarm_hits;
 	int64_t		cold_starts;
 	int64_t		start_failures;
-	int64_t		docker_errors;
+	int64_t		docker_errors;		/* all kinds: */
+	int64_t		docker_unreachable;
+	int64_t		docker_transient;
+	int64_t		docker_not_found;
+	int64_t		docker_other;
 	int64_t		releases;
 	int64_t		sessions_reaped;
 	int64_t		orphans_removed;
@@ -126,6 +131,12 @@ typedef struct PlcoordStats
 	double		acquire_p50_ms;
 	double		acquire_p95_ms;
 	double		acquire_p99_ms;
+	double		create_p50_ms;
+	double		create_p95_ms;
+	double		create_p99_ms;
+	double		start_p50_ms;
+	double		start_p95_ms;
+	double		start_p99_ms;
 	double		ready_p50_ms;
 	double		ready_p95_ms;
 	double		ready_p99_ms;
@@ -144,6 +155,9 @@ typedef struct PlcoordSnapshot
 	int64_t		config_error_at_us;		/* 0 = no error */
 	char		config_error[PLCOORD_ERROR_LEN];
 	PlcoordStats stats;
+	/* The runtimes and requesters views' document (not NUL-terminated). */
+	const char *status_json;
+	int32_t		status_json_len;	/* at most PLCOORD_STATUS_JSON_LEN */
 } PlcoordSnapshot;
 
 /*

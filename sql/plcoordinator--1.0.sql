@@ -86,7 +86,7 @@ COMMENT ON FUNCTION plcoordinator.reload_config() IS
 CREATE FUNCTION plcoordinator._status_json()
 RETURNS json
 AS 'MODULE_PATHNAME', 'plcoordinator_status_json'
-LANGUAGE C VOLATILE;
+LANGUAGE C STRICT VOLATILE;
 
 CREATE FUNCTION plcoordinator._containers(
     OUT container_id text,
@@ -119,6 +119,10 @@ CREATE FUNCTION plcoordinator._stats(
     OUT cold_starts bigint,
     OUT start_failures bigint,
     OUT docker_errors bigint,
+    OUT docker_errors_unreachable bigint,
+    OUT docker_errors_transient bigint,
+    OUT docker_errors_not_found bigint,
+    OUT docker_errors_other bigint,
     OUT releases bigint,
     OUT sessions_reaped bigint,
     OUT orphans_removed bigint,
@@ -127,6 +131,12 @@ CREATE FUNCTION plcoordinator._stats(
     OUT acquire_p50_ms double precision,
     OUT acquire_p95_ms double precision,
     OUT acquire_p99_ms double precision,
+    OUT create_p50_ms double precision,
+    OUT create_p95_ms double precision,
+    OUT create_p99_ms double precision,
+    OUT start_p50_ms double precision,
+    OUT start_p95_ms double precision,
+    OUT start_p99_ms double precision,
     OUT ready_p50_ms double precision,
     OUT ready_p95_ms double precision,
     OUT ready_p99_ms double precision)

@@ -1,5 +1,3 @@
-//go:build bench
-
 package main
 
 // The raw baseline creates containers with exactly the options the

@@ -1,5 +1,3 @@
-//go:build bench
-
 package main
 
 // A minimal Docker Engine API client for the raw baseline, over the

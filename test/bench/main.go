@@ -1,5 +1,3 @@
-//go:build bench
-
 // Command bench is plcoordinator's benchmark (issue 7; "make bench", which
 // runs test/bench/run.sh). In one run, on one Docker engine and the test
 // runtime image, it measures:
@@ -10,8 +8,8 @@
 //	    and PING
 //	b   cold acquire through SQL from a new session (prewarm 0), and b'
 //	    the same without the connected hand-off
-//	c   prewarmed acquire through SQL from a new session (prewarm 2); cq
-//	    and c1..c3 take it apart with the engine quiet
+//	c   prewarmed acquire through SQL from a new session (prewarm 2); cq,
+//	    cn and c1..c3 take it apart with the engine quiet
 //	d   warm acquire: the same session again
 //	e   16 and 64 concurrent new sessions, prewarm 16 and prewarm 0
 //	f   the worker's RSS with 200 tracked containers, and its CPU use while
@@ -22,10 +20,6 @@
 // container is gone. It prints a table, the ratios and the targets, and
 // writes the same numbers to -out as JSON. It must run as root and leaves
 // no server, container or directory behind, also when interrupted.
-//
-// The build constraint keeps the package out of "go vet ./..." while
-// go.mod does not require github.com/jackc/pgx/v5; run.sh builds it with
-// -tags bench.
 package main
 
 import (
@@ -150,7 +144,7 @@ func (b *bench) run(ctx context.Context) (err error) {
 		"plcoordinator.max_container_number": strconv.Itoa(maxContainers),
 		"plcoordinator.acquire_timeout":      "'60s'",
 	}
-	if b.cl, err = pgcluster.Start(ctx, pgcluster.Options{Config: runtimeConfig(0), Settings: settings}); err != nil {
+	if b.cl, err = pgcluster.Start(ctx, pgcluster.Options{Config: runtimeConfig(0, false), Settings: settings}); err != nil {
 		return err
 	}
 	if b.mon, err = b.cl.Conn(ctx); err != nil {
@@ -228,19 +222,25 @@ func tail(s string, n int) string {
 }
 
 // runtimeConfig is the runtime file: bench_cold never prewarms,
-// bench_warm keeps warmPool containers.
-func runtimeConfig(warmPool int) string {
-	rt := func(id string, prewarm int) string {
+// bench_warm keeps a pool of pool containers; capped limits bench_warm to
+// pool containers in all, so that taking one from the pool starts no
+// replacement until that one is gone.
+func runtimeConfig(pool int, capped bool) string {
+	rt := func(id string, prewarm, limit int) string {
 		return fmt.Sprintf(`    <runtime>
         <id>%s</id>
         <image>%s</image>
         <command>/plcclient</command>
         <setting memory_mb="128"/>
-        <coordinator prewarm="%d"/>
+        <coordinator prewarm="%d" max_containers="%d"/>
     </runtime>
-`, id, image, prewarm)
+`, id, image, prewarm, limit)
 	}
-	return "<?xml version=\"1.0\" ?>\n<configuration>\n" + rt(rtCold, 0) + rt(rtWarm, warmPool) + "</configuration>\n"
+	limit := 0
+	if capped {
+		limit = pool
+	}
+	return "<?xml version=\"1.0\" ?>\n<configuration>\n" + rt(rtCold, 0, 0) + rt(rtWarm, pool, limit) + "</configuration>\n"
 }
 
 func (b *bench) hostInfo(ctx context.Context) error {

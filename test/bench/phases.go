@@ -1,5 +1,3 @@
-//go:build bench
-
 package main
 
 import (
@@ -24,6 +22,7 @@ const (
 	rowColdNoHO = "b' cold acquire, handoff=false"
 	rowPrewarm  = "c  prewarmed acquire, new session"
 	rowPrewarmQ = "cq c, pool full and no removal running"
+	rowPrewarmN = "cn cq, no replacement started meanwhile"
 	rowFirstQ   = "c1 cq split: new session, SELECT 1"
 	rowFirstC   = "c2   then release_all (1st coordinator call)"
 	rowPrewarm2 = "c3   then prewarmed acquire"
@@ -93,35 +92,43 @@ func (b *bench) prewarmedAtLeast(ctx context.Context, n int) error {
 		fmt.Sprintf("state = 'prewarmed' AND runtime_id = '%s'", rtWarm), func(have int) bool { return have >= n }, 2*time.Minute)
 }
 
-// setPrewarm rewrites the runtime file with bench_warm's pool size and
-// reloads; it returns once the coordinator shows the new setting.
-func (b *bench) setPrewarm(ctx context.Context, n int) error {
-	if err := b.cl.WriteConfig(runtimeConfig(n)); err != nil {
+// setPool rewrites the runtime file with bench_warm's pool (see
+// runtimeConfig) and reloads; it returns once the coordinator shows the
+// new setting and, for a pool, once it is full and nothing else runs.
+func (b *bench) setPool(ctx context.Context, n int, capped bool) error {
+	if err := b.cl.WriteConfig(runtimeConfig(n, capped)); err != nil {
 		return err
 	}
 	var msg string
 	if err := b.mon.QueryRow(ctx, "SELECT plcoordinator.reload_config()").Scan(&msg); err != nil {
 		return fmt.Errorf("reload_config: %w", err)
 	}
+	wantMax := 0
+	if capped {
+		wantMax = n
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		var have int
-		if err := b.mon.QueryRow(ctx, "SELECT prewarm FROM plcoordinator.runtimes WHERE runtime_id = $1", rtWarm).
-			Scan(&have); err != nil {
+		var pool, limit int
+		if err := b.mon.QueryRow(ctx, "SELECT prewarm, max_containers FROM plcoordinator.runtimes WHERE runtime_id = $1",
+			rtWarm).Scan(&pool, &limit); err != nil {
 			return err
 		}
-		if have == n {
+		if pool == n && limit == wantMax {
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("prewarm of %s is %d, not %d, after a reload (%s)", rtWarm, have, n, msg)
+			return fmt.Errorf("%s has prewarm %d, max_containers %d after a reload (%s)", rtWarm, pool, limit, msg)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	if n == 0 {
 		return b.waitFor(ctx, "waiting for the pool to go", "true", func(n int) bool { return n == 0 }, 2*time.Minute)
 	}
-	return nil
+	if err := b.drained(ctx); err != nil {
+		return err
+	}
+	return b.prewarmedAtLeast(ctx, n)
 }
 
 type coldTiming struct {
@@ -265,9 +272,11 @@ func (b *bench) coldVersusRaw(ctx context.Context) error {
 // time goes, each sample taken with the engine quiet (pool full, no
 // removal running): cq is c again; c1..c3 split it into a new session's
 // first query, its first coordinator call (which opens the session's
-// coordinator connection) and then the prewarmed acquire.
+// coordinator connection) and then the prewarmed acquire; cn is cq with
+// max_containers = prewarm, so that the acquire starts no replacement
+// container while it runs.
 func (b *bench) prewarmed(ctx context.Context) error {
-	if err := b.setPrewarm(ctx, 2); err != nil {
+	if err := b.setPool(ctx, 2, false); err != nil {
 		return err
 	}
 	busy := func(ctx context.Context) error { return b.prewarmedAtLeast(ctx, 1) }
@@ -338,7 +347,13 @@ func (b *bench) prewarmed(ctx context.Context) error {
 		"SELECT 1", "SELECT plcoordinator.release_all()"); err != nil {
 		return err
 	}
-	if err := b.setPrewarm(ctx, 0); err != nil {
+	if err := b.setPool(ctx, 2, true); err != nil {
+		return err
+	}
+	if err := series(quiet, []string{rowPrewarmN}); err != nil {
+		return err
+	}
+	if err := b.setPool(ctx, 0, false); err != nil {
 		return err
 	}
 	return b.drained(ctx)
@@ -475,7 +490,7 @@ func (b *bench) concurrency(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := b.setPrewarm(ctx, 16); err != nil {
+	if err := b.setPool(ctx, 16, false); err != nil {
 		return err
 	}
 	for _, n := range []int{16, 64} {
@@ -483,7 +498,7 @@ func (b *bench) concurrency(ctx context.Context) error {
 			return err
 		}
 	}
-	return b.setPrewarm(ctx, 0)
+	return b.setPool(ctx, 0, false)
 }
 
 // resources measures f: the worker's CPU while idle and empty, then fills

@@ -197,6 +197,8 @@ type entry struct {
 	oom      bool
 	diedAt   time.Time
 	stale    bool // its runtime changed or was removed: remove when released
+
+	removeFailed bool // Docker did not remove it: the sweep tries again
 }
 
 func (e *entry) prewarm() bool { return e.session == Key{} }
@@ -378,7 +380,6 @@ func (c *Cache) acquire(ctx context.Context, req Request) (Grant, error) {
 	c.bindLocked(e, req.Session)
 	c.mu.Unlock()
 
-	c.ctr.ColdStarts.Add(1)
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()

@@ -198,6 +198,9 @@ func (c *Cache) sweep(ctx context.Context) {
 	}
 	for _, e := range c.entries {
 		switch {
+		case e.removeFailed:
+			e.removeFailed = false
+			c.queueRemovalLocked(e)
 		case e.exited && now.Sub(e.diedAt) > deadGrace:
 			c.removeLocked(e)
 		case e.state == StateIdle && e.runtime.IdleTimeout > 0 && now.Sub(e.lastUsed) > e.runtime.IdleTimeout:

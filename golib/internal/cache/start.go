@@ -175,6 +175,9 @@ func (c *Cache) start(e *entry) {
 	} else {
 		e.readyMS = int32(time.Since(e.created).Milliseconds())
 		c.ctr.Ready.Observe(time.Since(e.created))
+		if !e.prewarm() {
+			c.ctr.ColdStarts.Add(1)
+		}
 		if e.prewarm() {
 			e.state = StatePrewarmed
 			delete(c.prewarmBo, e.runtime.ID)
@@ -200,11 +203,13 @@ func (c *Cache) create(e *entry) error {
 	}
 	spec := c.Spec(e)
 	var id string
+	t0 := time.Now()
 	err := c.retry(func(ctx context.Context) error {
 		var err error
 		id, err = e.be.Docker.Create(ctx, spec)
 		return err
 	})
+	c.ctr.Create.Observe(time.Since(t0))
 	if err != nil {
 		return &StartError{Runtime: e.runtime.ID, Err: err}
 	}
@@ -216,9 +221,11 @@ func (c *Cache) create(e *entry) error {
 	if cancelled {
 		return ErrCancelled
 	}
+	t0 = time.Now()
 	if err := c.retry(func(ctx context.Context) error { return e.be.Docker.Start(ctx, id) }); err != nil {
 		return &StartError{Runtime: e.runtime.ID, ID: id, Err: err}
 	}
+	c.ctr.Start.Observe(time.Since(t0))
 	return nil
 }
 
@@ -234,7 +241,7 @@ func (c *Cache) retry(fn func(ctx context.Context) error) error {
 			c.setReachable(true)
 			return nil
 		}
-		c.ctr.DockerErrors.Add(1)
+		c.dockerError(err)
 		if dockerx.IsUnreachable(err) {
 			c.setReachable(false)
 			return err
@@ -420,6 +427,11 @@ func (c *Cache) removeLocked(e *entry) {
 	}
 	e.state = StateStopping
 	c.changedLocked()
+	c.queueRemovalLocked(e)
+}
+
+// queueRemovalLocked hands a stopping container to the removal workers.
+func (c *Cache) queueRemovalLocked(e *entry) {
 	select {
 	case c.removals <- e:
 	default:
@@ -469,8 +481,14 @@ func (c *Cache) destroy(e *entry) {
 			time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
 		}
 		if err != nil {
-			c.ctr.DockerErrors.Add(1)
-			c.log.Warnf("could not remove container %s: %v (the reconciler will retry)", shortID(e.id), err)
+			// The container still exists: it keeps its row (stopping)
+			// and its slot, and the sweep tries again.
+			c.dockerError(err)
+			c.log.Warnf("could not remove container %s: %v (retried at the next sweep)", shortID(e.id), err)
+			c.mu.Lock()
+			e.removeFailed = true
+			c.mu.Unlock()
+			return
 		}
 	}
 	if e.dir != "" {
@@ -482,6 +500,21 @@ func (c *Cache) destroy(e *entry) {
 	c.changedLocked()
 	c.mu.Unlock()
 	c.kickPrewarm()
+}
+
+// dockerError counts a failed Docker call by kind.
+func (c *Cache) dockerError(err error) {
+	c.ctr.DockerErrors.Add(1)
+	switch {
+	case dockerx.IsUnreachable(err):
+		c.ctr.DockerUnreachable.Add(1)
+	case dockerx.IsNotFound(err):
+		c.ctr.DockerNotFound.Add(1)
+	case dockerx.IsTransient(err):
+		c.ctr.DockerTransient.Add(1)
+	default:
+		c.ctr.DockerOther.Add(1)
+	}
 }
 
 func shortID(id string) string {

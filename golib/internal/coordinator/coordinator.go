@@ -321,6 +321,7 @@ func (c *Coordinator) Snapshot() *status.Snapshot {
 		Requesters:      len(c.srv.Sessions()),
 		DockerReachable: c.cache.Reachable(),
 		Stats:           c.counters.Stats(),
+		StatusJSON:      c.Status(),
 	}
 	if cfg := c.cfg.Load(); cfg != nil {
 		for _, id := range cfg.Order {

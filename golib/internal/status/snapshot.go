@@ -27,11 +27,15 @@ type Container struct {
 
 // Stats are the counters of plcoordinator.stats.
 type Stats struct {
-	Requests, WarmHits, PrewarmHits, ColdStarts, StartFailures, DockerErrors int64
-	Releases, SessionsReaped, OrphansRemoved, QueueWaits, QueueTimeouts      int64
-	AcquireP50, AcquireP95, AcquireP99                                       float64 // ms
-	ReadyP50, ReadyP95, ReadyP99                                             float64 // ms
+	Requests, WarmHits, PrewarmHits, ColdStarts, StartFailures          int64
+	DockerErrors, DockerUnreachable, DockerTransient, DockerNotFound    int64
+	DockerOther                                                         int64
+	Releases, SessionsReaped, OrphansRemoved, QueueWaits, QueueTimeouts int64
+	Acquire, Create, Start, Ready                                       Percentiles // ms
 }
+
+// Percentiles of one latency, in milliseconds.
+type Percentiles struct{ P50, P95, P99 float64 }
 
 // RuntimeAccess is what a backend checks before asking for a runtime.
 type RuntimeAccess struct {
@@ -50,36 +54,51 @@ type Snapshot struct {
 	ConfigErrorAt   time.Time
 	ConfigError     string
 	Stats           Stats
+	StatusJSON      string // runtimes and requesters, for their views
 }
 
 // Counters are the coordinator's event counters; safe for concurrent use.
+// ColdStarts counts containers started for a request (a failed start is a
+// StartFailure only); Docker errors are counted in total and by kind.
 type Counters struct {
-	Requests, WarmHits, PrewarmHits, ColdStarts, StartFailures, DockerErrors atomic.Int64
-	Releases, SessionsReaped, OrphansRemoved, QueueWaits, QueueTimeouts      atomic.Int64
-	Acquire, Ready                                                           Latencies
+	Requests, WarmHits, PrewarmHits, ColdStarts, StartFailures          atomic.Int64
+	DockerErrors, DockerUnreachable, DockerTransient, DockerNotFound    atomic.Int64
+	DockerOther                                                         atomic.Int64
+	Releases, SessionsReaped, OrphansRemoved, QueueWaits, QueueTimeouts atomic.Int64
+	// Acquire is request to answer; Create and Start the Docker calls;
+	// Ready create to ready.
+	Acquire, Create, Start, Ready Latencies
+}
+
+// counters lists every counter once, for Stats and Reset.
+func (c *Counters) counters() []*atomic.Int64 {
+	return []*atomic.Int64{&c.Requests, &c.WarmHits, &c.PrewarmHits, &c.ColdStarts, &c.StartFailures,
+		&c.DockerErrors, &c.DockerUnreachable, &c.DockerTransient, &c.DockerNotFound, &c.DockerOther,
+		&c.Releases, &c.SessionsReaped, &c.OrphansRemoved, &c.QueueWaits, &c.QueueTimeouts}
 }
 
 // Stats copies the counters.
 func (c *Counters) Stats() Stats {
-	s := Stats{
-		Requests: c.Requests.Load(), WarmHits: c.WarmHits.Load(), PrewarmHits: c.PrewarmHits.Load(),
-		ColdStarts: c.ColdStarts.Load(), StartFailures: c.StartFailures.Load(), DockerErrors: c.DockerErrors.Load(),
-		Releases: c.Releases.Load(), SessionsReaped: c.SessionsReaped.Load(), OrphansRemoved: c.OrphansRemoved.Load(),
-		QueueWaits: c.QueueWaits.Load(), QueueTimeouts: c.QueueTimeouts.Load(),
+	v := c.counters()
+	return Stats{
+		Requests: v[0].Load(), WarmHits: v[1].Load(), PrewarmHits: v[2].Load(), ColdStarts: v[3].Load(),
+		StartFailures: v[4].Load(), DockerErrors: v[5].Load(), DockerUnreachable: v[6].Load(),
+		DockerTransient: v[7].Load(), DockerNotFound: v[8].Load(), DockerOther: v[9].Load(),
+		Releases: v[10].Load(), SessionsReaped: v[11].Load(), OrphansRemoved: v[12].Load(),
+		QueueWaits: v[13].Load(), QueueTimeouts: v[14].Load(),
+		Acquire: c.Acquire.Percentiles(), Create: c.Create.Percentiles(), Start: c.Start.Percentiles(),
+		Ready: c.Ready.Percentiles(),
 	}
-	s.AcquireP50, s.AcquireP95, s.AcquireP99 = c.Acquire.Percentiles()
-	s.ReadyP50, s.ReadyP95, s.ReadyP99 = c.Ready.Percentiles()
-	return s
 }
 
 // Reset zeroes every counter (plcoordinator.stats_reset()).
 func (c *Counters) Reset() {
-	for _, v := range []*atomic.Int64{&c.Requests, &c.WarmHits, &c.PrewarmHits, &c.ColdStarts, &c.StartFailures,
-		&c.DockerErrors, &c.Releases, &c.SessionsReaped, &c.OrphansRemoved, &c.QueueWaits, &c.QueueTimeouts} {
+	for _, v := range c.counters() {
 		v.Store(0)
 	}
-	c.Acquire.Reset()
-	c.Ready.Reset()
+	for _, l := range []*Latencies{&c.Acquire, &c.Create, &c.Start, &c.Ready} {
+		l.Reset()
+	}
 }
 
 // latencyWindow is how many recent samples the percentiles are taken over.
@@ -113,14 +132,14 @@ func (l *Latencies) Reset() {
 }
 
 // Percentiles returns p50, p95 and p99 in milliseconds (0 without samples).
-func (l *Latencies) Percentiles() (p50, p95, p99 float64) {
+func (l *Latencies) Percentiles() Percentiles {
 	l.mu.Lock()
 	s := append([]float64(nil), l.samples...)
 	l.mu.Unlock()
 	if len(s) == 0 {
-		return 0, 0, 0
+		return Percentiles{}
 	}
 	sort.Float64s(s)
 	at := func(p float64) float64 { return s[int(p*float64(len(s)-1)+0.5)] }
-	return at(0.50), at(0.95), at(0.99)
+	return Percentiles{P50: at(0.50), P95: at(0.95), P99: at(0.99)}
 }

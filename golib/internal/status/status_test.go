@@ -22,15 +22,14 @@ func TestLogger_NeverBlocksAndCountsDrops(t *testing.T) {
 
 func TestLatencies_Percentiles(t *testing.T) {
 	var l Latencies
-	p50, p95, p99 := l.Percentiles()
-	assert.Zero(t, p50+p95+p99, "no samples")
+	assert.Equal(t, Percentiles{}, l.Percentiles(), "no samples")
 	for i := 1; i <= 100; i++ {
 		l.Observe(time.Duration(i) * time.Millisecond)
 	}
-	p50, p95, p99 = l.Percentiles()
-	assert.InDelta(t, 50, p50, 1)
-	assert.InDelta(t, 95, p95, 1)
-	assert.InDelta(t, 99, p99, 1)
+	p := l.Percentiles()
+	assert.InDelta(t, 50, p.P50, 1)
+	assert.InDelta(t, 95, p.P95, 1)
+	assert.InDelta(t, 99, p.P99, 1)
 }
 
 func TestLatencies_WindowKeepsTheMostRecent(t *testing.T) {
@@ -41,8 +40,7 @@ func TestLatencies_WindowKeepsTheMostRecent(t *testing.T) {
 	for i := 0; i < latencyWindow; i++ {
 		l.Observe(time.Millisecond)
 	}
-	_, _, p99 := l.Percentiles()
-	assert.InDelta(t, 1, p99, 0.01, "old samples are gone")
+	assert.InDelta(t, 1, l.Percentiles().P99, 0.01, "old samples are gone")
 }
 
 func TestCounters_StatsAndReset(t *testing.T) {
@@ -53,7 +51,7 @@ func TestCounters_StatsAndReset(t *testing.T) {
 	s := c.Stats()
 	assert.EqualValues(t, 3, s.Requests)
 	assert.EqualValues(t, 1, s.ColdStarts)
-	assert.InDelta(t, 2, s.AcquireP50, 0.01)
+	assert.InDelta(t, 2, s.Acquire.P50, 0.01)
 	c.Reset()
 	assert.Equal(t, Stats{}, c.Stats())
 }

@@ -1,5 +1,3 @@
-//go:build bench || integration
-
 // Package pgcluster starts throwaway PostgreSQL 15 clusters with
 // plcoordinator preloaded, for the benchmark (test/bench) and the
 // integration tests. It must run as root: the server runs as the OS user
@@ -20,9 +18,6 @@
 // Close stops the server at once if it still runs, force-removes the
 // containers still labelled with its instance, and deletes the directory;
 // call RemainingContainers after Stop to check for leaks first.
-//
-// The build constraint keeps the package out of "go vet ./..." while
-// go.mod does not require github.com/jackc/pgx/v5.
 package pgcluster
 
 import (
