@@ -469,8 +469,12 @@ func (c *Cache) reserveLocked(ctx context.Context, rt *config.Runtime) error {
 	if len(c.waiters) == 0 && c.countLocked() < c.opts.MaxContainers {
 		return nil
 	}
-	// Prewarmed containers are the first to give way to a real request.
-	c.evictPrewarmedLocked("")
+	// Prewarmed containers are the first to give way to a real request,
+	// then the idle container used longest ago (its session gets a new
+	// one when it asks again).
+	if !c.evictPrewarmedLocked("") {
+		c.evictIdleLocked()
+	}
 
 	w := &waiter{ch: make(chan struct{})}
 	c.waiters = append(c.waiters, w)
@@ -548,6 +552,19 @@ func (c *Cache) evictPrewarmedLocked(runtime string) bool {
 		}
 	}
 	return false
+}
+
+// evictIdleLocked removes the least recently used idle container.
+func (c *Cache) evictIdleLocked() {
+	var lru *entry
+	for _, e := range c.entries {
+		if e.state == StateIdle && (lru == nil || e.lastUsed.Before(lru.lastUsed)) {
+			lru = e
+		}
+	}
+	if lru != nil {
+		c.removeLocked(lru)
+	}
 }
 
 // Release marks the session's container of runtimeID idle; a container

@@ -926,3 +926,27 @@ func TestCache_Sweep(t *testing.T) {
 		return ok && row.State == cache.StateExited && row.ExitCode == 2
 	}, waitFor, tick, "inspect finds a container that exited without an event")
 }
+
+// TestCache_IdleGivesWay: at the limit, the idle (released) container used
+// longest ago is removed for a waiting request; containers in use are not.
+func TestCache_IdleGivesWay(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, true, func(o *cache.Options) { o.MaxContainers = 2; o.AcquireTimeout = 10 * time.Second })
+	rt := testRuntime("python", "img")
+	older := h.acquire(t, session(1), rt)
+	h.acquire(t, session(2), rt)
+	h.c.Release(session(1), rt.ID)
+	h.c.Release(session(2), rt.ID)
+	h.acquire(t, session(2), rt) // in use again
+
+	g := h.acquire(t, session(3), rt)
+	assert.NotEqual(t, older.ID, g.ID)
+	assert.NotContains(t, h.d.Live(), older.ID, "the idle container of session 1 gave way")
+	assert.EqualValues(t, 1, h.ctr.QueueWaits.Load())
+
+	// Session 1 gets a new container when it asks again, once there is room.
+	h.c.ReleaseAll(session(3))
+	again := h.acquire(t, session(1), rt)
+	assert.NotEqual(t, older.ID, again.ID)
+	assert.False(t, again.Reused)
+}
