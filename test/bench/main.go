@@ -301,13 +301,21 @@ func (b *bench) recordSettings(ctx context.Context) error {
 	return nil
 }
 
-// coordinatorStats keeps the coordinator's own counters and percentiles.
-func (b *bench) coordinatorStats(ctx context.Context) error {
+// coordinatorStats keeps the coordinator's own counters and percentiles
+// (since the reset at the start of the a/b rounds).
+func (b *bench) coordinatorStats(ctx context.Context) (err error) {
+	b.res.Stats, err = b.stats(ctx)
+	return err
+}
+
+func (b *bench) stats(ctx context.Context) (map[string]any, error) {
 	var js string
 	if err := b.mon.QueryRow(ctx, "SELECT row_to_json(s)::text FROM plcoordinator.stats s").Scan(&js); err != nil {
-		return err
+		return nil, err
 	}
-	return json.Unmarshal([]byte(js), &b.res.Stats)
+	var m map[string]any
+	err := json.Unmarshal([]byte(js), &m)
+	return m, err
 }
 
 // evaluate computes the ratios and checks the targets of issue 7 with

@@ -84,7 +84,7 @@ type Results struct {
 	Targets     []Target           `json:"targets"`
 	Coordinator Coordinator        `json:"coordinator"`
 	Breakdown   map[string]float64 `json:"breakdown_ms"`
-	Stats       map[string]any     `json:"coordinator_stats,omitempty"`
+	Stats       map[string]any     `json:"coordinator_stats,omitempty"` // since the a/b rounds began
 	Leftovers   []string           `json:"leftover_containers,omitempty"`
 	Error       string             `json:"error,omitempty"`
 }
