@@ -33,6 +33,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -59,6 +60,7 @@ var (
 	flagTracked = flag.Int("tracked", 200, "containers tracked for the RSS measurement")
 	flagIdle    = flag.Duration("idle", 10*time.Second, "idle window of the CPU measurement")
 	flagTimeout = flag.Duration("timeout", 9*time.Minute, "give up (and clean up) after this long")
+	flagPhases  = flag.String("phases", "ab,c,d,e,f", "phases to run (for studying one of them)")
 )
 
 type bench struct {
@@ -158,16 +160,20 @@ func (b *bench) run(ctx context.Context) (err error) {
 	}
 
 	phases := []struct {
-		name string
-		fn   func(context.Context) error
+		key, name string
+		fn        func(context.Context) error
 	}{
-		{"a, a+, b, b': raw baseline and cold acquires, interleaved", b.coldVersusRaw},
-		{"c: prewarmed acquires", b.prewarmed},
-		{"d: warm acquires", b.warm},
-		{"e: concurrent sessions", b.concurrency},
-		{"f: resources of the worker", b.resources},
+		{"ab", "a, a+, b, b': raw baseline and cold acquires, interleaved", b.coldVersusRaw},
+		{"c", "c: prewarmed acquires", b.prewarmed},
+		{"d", "d: warm acquires", b.warm},
+		{"e", "e: concurrent sessions", b.concurrency},
+		{"f", "f: resources of the worker", b.resources},
 	}
+	wanted := strings.Split(*flagPhases, ",")
 	for _, p := range phases {
+		if !slices.Contains(wanted, p.key) {
+			continue
+		}
 		b.logf("phase %s", p.name)
 		if err := p.fn(ctx); err != nil {
 			return fmt.Errorf("%s: %w", p.name, err)

@@ -5,7 +5,7 @@
 # test/bench/results.json. Needs root. Extra arguments go to the program
 # (-h lists them).
 #
-# Usage: sudo test/bench/run.sh [-out FILE] [-n 30] ...
+# Usage: sudo test/bench/run.sh [-out FILE] [-n 40] [-phases ab,c,d,e,f] ...
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
