@@ -60,6 +60,7 @@ type Options struct {
 	MaxParallelCreates int           // plcoordinator.max_parallel_creates
 	AcquireTimeout     time.Duration // longest wait for a free slot
 	CheckInterval      time.Duration // sweep period
+	MemoryInterval     time.Duration // memory refresh period; 0 = default
 	Hardening          bool          // apply dockerx hardening
 	SegIndex           int           // Greenplum content id, -1 on PostgreSQL
 	ShutdownTimeout    time.Duration

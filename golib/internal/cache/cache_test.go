@@ -776,6 +776,8 @@ func TestCache_Close(t *testing.T) {
 	h.acquire(t, session(1), rt)
 	h.acquire(t, session(2), rt)
 	h.c.Release(session(2), "python")
+	// The pool fills while no cold start runs; then one starts.
+	require.Eventually(t, func() bool { return h.states()[cache.StatePrewarmed] == 1 }, waitFor, tick)
 	starting := h.acquireAsync(context.Background(), cache.Request{Session: session(3), Runtime: testRuntime("slow", "slow")})
 	require.Eventually(t, func() bool {
 		s := h.states()
@@ -900,7 +902,10 @@ func deadPID(t *testing.T) int32 {
 
 func TestCache_Sweep(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, true, func(o *cache.Options) { o.CheckInterval = 50 * time.Millisecond })
+	h := newHarness(t, true, func(o *cache.Options) {
+		o.CheckInterval = 50 * time.Millisecond
+		o.MemoryInterval = 50 * time.Millisecond
+	})
 	rt := testRuntime("python", "img")
 	idleRt := testRuntime("idle", "img")
 	idleRt.IdleTimeout = 100 * time.Millisecond
@@ -920,11 +925,36 @@ func TestCache_Sweep(t *testing.T) {
 	row, ok := h.row(gLive.ID)
 	require.True(t, ok)
 	assert.Equal(t, cache.StateInUse, row.State)
-	assert.EqualValues(t, 32<<10, row.MemoryKB)
+	require.Eventually(t, func() bool {
+		row, ok := h.row(gLive.ID)
+		return ok && row.MemoryKB == 32<<10
+	}, waitFor, tick, "the memory refresh reads the container's use")
 	require.Eventually(t, func() bool {
 		row, ok := h.row(gExit.ID)
 		return ok && row.State == cache.StateExited && row.ExitCode == 2
 	}, waitFor, tick, "inspect finds a container that exited without an event")
+}
+
+// TestCache_PrewarmYieldsToColdStarts: the pool is not refilled while a
+// session's container starts.
+func TestCache_PrewarmYieldsToColdStarts(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, true, nil)
+	h.d.SetBehavior("slow", imageBehavior{SocketDelay: 300 * time.Millisecond})
+	slow := testRuntime("slow", "slow")
+	starting := h.acquireAsync(context.Background(), cache.Request{Session: session(1), Runtime: slow})
+	require.Eventually(t, func() bool { return h.states()[cache.StateStarting] == 1 }, waitFor, tick)
+
+	pre := testRuntime("pre", "img")
+	pre.Prewarm = 2
+	h.c.SetRuntimes(map[string]*config.Runtime{"slow": slow, "pre": pre})
+	time.Sleep(100 * time.Millisecond)
+	assert.Zero(t, h.states()[cache.StatePrewarmed], "no refill during a cold start")
+	assert.Equal(t, 1, h.states()[cache.StateStarting])
+
+	require.NoError(t, wait(t, starting).err)
+	require.Eventually(t, func() bool { return h.states()[cache.StatePrewarmed] == 2 }, waitFor, tick,
+		"the pool fills once the cold start is done")
 }
 
 // TestCache_IdleGivesWay: at the limit, the idle (released) container used

@@ -27,7 +27,9 @@ const (
 	eventsRetryMax  = 10 * time.Second
 	prewarmRetryMin = time.Second
 	prewarmRetryMax = 60 * time.Second
-	memoryWorkers   = 2
+	inspectWorkers  = 4
+	memoryWorkers   = 4
+	memoryInterval  = 10 * time.Second
 )
 
 // backoff is an exponential delay that resets on success.
@@ -70,6 +72,7 @@ func (c *Cache) Run() error {
 	}
 	c.mu.Unlock()
 	c.goLoop("sweep", func() { c.sweepLoop(ctx) })
+	c.goLoop("memory", func() { c.memoryLoop(ctx) })
 	c.goLoop("prewarm", func() { c.prewarmLoop(ctx) })
 	return nil
 }
@@ -219,35 +222,45 @@ func alive(pid int32) bool {
 	return err == nil || errors.Is(err, unix.EPERM)
 }
 
-// inspectAll refreshes state, exit code, OOM flag and memory use of every
-// running container, so that the views show them without calling Docker.
-func (c *Cache) inspectAll(ctx context.Context) {
+// liveEntries lists the containers that run as far as the cache knows.
+func (c *Cache) liveEntries() []*entry {
 	c.mu.Lock()
-	var todo []*entry
+	defer c.mu.Unlock()
+	var out []*entry
 	for _, e := range c.entries {
 		if e.id != "" && !e.exited && e.state != StateStarting && e.state != StateStopping {
-			todo = append(todo, e)
+			out = append(out, e)
 		}
 	}
-	c.mu.Unlock()
+	return out
+}
 
+// forEach runs fn on every entry with at most n at a time.
+func (c *Cache) forEach(entries []*entry, n int, name string, fn func(*entry)) {
 	work := make(chan *entry)
 	var wg sync.WaitGroup
-	for i := 0; i < memoryWorkers; i++ {
+	for i := 0; i < n; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer c.opts.Panics.Recover("inspect")
+			defer c.opts.Panics.Recover(name)
 			for e := range work {
-				c.inspectOne(ctx, e)
+				fn(e)
 			}
 		}()
 	}
-	for _, e := range todo {
+	for _, e := range entries {
 		work <- e
 	}
 	close(work)
 	wg.Wait()
+}
+
+// inspectAll refreshes state, exit code and OOM flag of every running
+// container (the Docker events usually tell first), so that the views
+// show them without calling Docker.
+func (c *Cache) inspectAll(ctx context.Context) {
+	c.forEach(c.liveEntries(), inspectWorkers, "inspect", func(e *entry) { c.inspectOne(ctx, e) })
 }
 
 func (c *Cache) inspectOne(ctx context.Context, e *entry) {
@@ -264,22 +277,48 @@ func (c *Cache) inspectOne(ctx context.Context, e *entry) {
 		return
 	}
 	c.setReachable(true)
-	var mem uint64
-	if st.Running {
-		mem, _ = e.be.Docker.MemoryUsage(ctx, e.id)
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if st.OOMKilled {
+	if st.OOMKilled && !e.oom {
 		e.oom = true
+		c.changedLocked()
 	}
-	if !st.Running && st.Status != "created" {
+	if !st.Running && st.Status != "created" && !e.exited {
 		c.markDeadLocked(e, int32(st.ExitCode))
+		c.changedLocked()
 	}
-	if mem > 0 {
-		e.memKB = int64(mem / 1024)
+}
+
+// memoryLoop refreshes the containers' memory use for the views. Docker's
+// stats call takes about a second, so it runs apart from the sweep, which
+// must stay quick: every Options.MemoryInterval, by default every sweep but
+// at most every memoryInterval.
+func (c *Cache) memoryLoop(ctx context.Context) {
+	period := c.opts.MemoryInterval
+	if period <= 0 {
+		period = max(c.opts.CheckInterval, memoryInterval)
 	}
-	c.changedLocked()
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+		c.forEach(c.liveEntries(), memoryWorkers, "memory", func(e *entry) {
+			mem, err := e.be.Docker.MemoryUsage(ctx, e.id)
+			if err != nil || mem == 0 {
+				return
+			}
+			c.mu.Lock()
+			if kb := int64(mem / 1024); kb != e.memKB {
+				e.memKB = kb
+				c.changedLocked()
+			}
+			c.mu.Unlock()
+		})
+	}
 }
 
 // Reconcile removes containers labelled with this instance that the cache
@@ -405,6 +444,11 @@ func (c *Cache) prewarmNeeded() []*entry {
 	}
 	have := map[string]int{}
 	for _, e := range c.entries {
+		if !e.prewarm() && e.state == StateStarting {
+			// Refilling the pool never competes with a session's cold
+			// start for the create slots; the pool waits until it ends.
+			return nil
+		}
 		if e.prewarm() && !e.exited && (e.state == StatePrewarmed || e.state == StateStarting) {
 			have[e.runtime.ID]++
 		}

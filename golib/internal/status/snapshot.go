@@ -113,7 +113,7 @@ type Latencies struct {
 
 // Observe records one duration.
 func (l *Latencies) Observe(d time.Duration) {
-	ms := float64(d.Microseconds()) / 1000
+	ms := float64(d) / float64(time.Millisecond)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.samples) < latencyWindow {
