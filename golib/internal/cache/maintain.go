@@ -28,8 +28,8 @@ const (
 	prewarmRetryMin = time.Second
 	prewarmRetryMax = 60 * time.Second
 	inspectWorkers  = 4
-	memoryWorkers   = 4
-	memoryInterval  = 10 * time.Second
+	memoryWorkers   = 1
+	memoryInterval  = 30 * time.Second
 )
 
 // backoff is an exponential delay that resets on success.
@@ -256,11 +256,32 @@ func (c *Cache) forEach(entries []*entry, n int, name string, fn func(*entry)) {
 	wg.Wait()
 }
 
-// inspectAll refreshes state, exit code and OOM flag of every running
-// container (the Docker events usually tell first), so that the views
-// show them without calling Docker.
+// inspectAll catches containers that ended without an event (the events
+// usually tell first): one list per engine finds them, and only those are
+// inspected for their exit code and OOM flag, so that the views show them
+// without calling Docker.
 func (c *Cache) inspectAll(ctx context.Context) {
-	c.forEach(c.liveEntries(), inspectWorkers, "inspect", func(e *entry) { c.inspectOne(ctx, e) })
+	live := c.liveEntries()
+	running := map[string]bool{}
+	listed := map[Docker]bool{}
+	var ended []*entry
+	for _, e := range live {
+		if !listed[e.be.Docker] {
+			listed[e.be.Docker] = true
+			list, err := e.be.Docker.List(ctx, map[string]string{LabelInstance: c.opts.Instance})
+			if err != nil {
+				c.setReachable(!dockerx.IsUnreachable(err))
+				return
+			}
+			for _, s := range list {
+				running[s.ID] = s.State == "running"
+			}
+		}
+		if !running[e.id] {
+			ended = append(ended, e)
+		}
+	}
+	c.forEach(ended, inspectWorkers, "inspect", func(e *entry) { c.inspectOne(ctx, e) })
 }
 
 func (c *Cache) inspectOne(ctx context.Context, e *entry) {
@@ -291,7 +312,8 @@ func (c *Cache) inspectOne(ctx context.Context, e *entry) {
 
 // memoryLoop refreshes the containers' memory use for the views. Docker's
 // stats call takes about a second, so it runs apart from the sweep, which
-// must stay quick: every Options.MemoryInterval, by default every sweep but
+// must stay quick, one call at a time to keep the coordinator and dockerd
+// nearly idle: every Options.MemoryInterval, by default every sweep but
 // at most every memoryInterval.
 func (c *Cache) memoryLoop(ctx context.Context) {
 	period := c.opts.MemoryInterval
