@@ -68,6 +68,18 @@ leftovers() {
 	[[ $containers -eq 0 && $dirs -eq 0 ]]
 }
 
+# The integration suite prints its summary table (scenario, result, leaks,
+# time) whether it passes or not.
+integration() {
+	local summary rc
+	summary=$(mktemp)
+	PLCI_SUMMARY=$summary go test -count=1 -timeout 30m -tags integration ./test/integration/
+	rc=$?
+	cat "$summary"
+	rm -f "$summary"
+	return $rc
+}
+
 step "build and install" build
 step "lint (gofmt, go vet)" make -s lint
 step "ABI and linking rules" make -s abicheck
@@ -76,7 +88,7 @@ step "test runtime image" make -s test-image
 step "Go unit and Docker tests" go test -race -count=1 -tags integration ./golib/... ./test/image/...
 step "fuzzing (brief)" make -s fuzz
 step "pg_regress" regress
-step "integration (PostgreSQL + Docker)" go test -count=1 -timeout 20m -tags integration ./test/integration/
+step "integration (PostgreSQL + Docker)" integration
 step "nothing left behind" leftovers
 
 printf '\n%-40s %-6s %s\n' "suite" "result" "seconds"
