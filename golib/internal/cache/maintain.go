@@ -29,7 +29,7 @@ const (
 	prewarmRetryMax = 60 * time.Second
 	inspectWorkers  = 4
 	memoryWorkers   = 1
-	memoryInterval  = 30 * time.Second
+	memoryInterval  = 5 * time.Second
 )
 
 // backoff is an exponential delay that resets on success.
