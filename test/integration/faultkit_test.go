@@ -8,7 +8,6 @@ package integration
 // proxy the server can reach, and process memory.
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -419,26 +417,7 @@ func (c *cluster) startAgain(t *testing.T) time.Time {
 }
 
 // vmRSSkB reads VmRSS (kB) of a process.
-func vmRSSkB(t *testing.T, pid int) int64 {
-	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if v, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
-			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
-	}
-	t.Fatalf("no VmRSS line for pid %d", pid)
-	return 0
-}
+func vmRSSkB(t *testing.T, pid int) int64 { return procStatus(t, pid, "VmRSS") }
 
 // dockerProxy is a dockerproxy.Proxy on a Unix socket the server (OS user
 // postgres) can use. Make it before newCluster, so that it outlives the

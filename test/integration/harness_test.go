@@ -8,7 +8,6 @@ package integration
 // socket directories when the test ends.
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -323,28 +322,34 @@ func (c *cluster) row(t *testing.T, sql string) Row {
 	return mustRow(t, conn, sql)
 }
 
-// rowErr is row without failing the test.
-func (c *cluster) rowErr(sql string) (Row, error) {
+// onNewSession runs fn on a fresh session with a 30 s deadline.
+func (c *cluster) onNewSession(fn func(ctx context.Context, conn *PgConn) error) error {
 	conn, err := c.connectErr()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return conn.QueryRow(ctx, sql)
+	return fn(ctx, conn)
+}
+
+// rowErr is row without failing the test.
+func (c *cluster) rowErr(sql string) (r Row, err error) {
+	err = c.onNewSession(func(ctx context.Context, conn *PgConn) error {
+		r, err = conn.QueryRow(ctx, sql)
+		return err
+	})
+	return r, err
 }
 
 // rowsErr runs a query on a fresh session.
-func (c *cluster) rowsErr(sql string) ([]Row, error) {
-	conn, err := c.connectErr()
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	return conn.Query(ctx, sql)
+func (c *cluster) rowsErr(sql string) (rows []Row, err error) {
+	err = c.onNewSession(func(ctx context.Context, conn *PgConn) error {
+		rows, err = conn.Query(ctx, sql)
+		return err
+	})
+	return rows, err
 }
 
 // status is the one row of plcoordinator.status.
@@ -465,27 +470,29 @@ func short(id string) string {
 	return id
 }
 
-// threads reads "Threads:" of /proc/<pid>/status.
-func threads(t *testing.T, pid int) int {
+// procStatus reads a numeric field of /proc/<pid>/status ("Threads",
+// "VmRSS"), without its unit.
+func procStatus(t *testing.T, pid int, field string) int64 {
 	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if v, ok := strings.CutPrefix(s.Text(), "Threads:"); ok {
-			n, err := strconv.Atoi(strings.TrimSpace(v))
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 			if err != nil {
 				t.Fatal(err)
 			}
 			return n
 		}
 	}
-	t.Fatalf("no Threads: line for pid %d", pid)
+	t.Fatalf("no %s line for pid %d", field, pid)
 	return 0
 }
+
+// threads is the number of threads of a process.
+func threads(t *testing.T, pid int) int { return int(procStatus(t, pid, "Threads")) }
 
 // processAlive reports whether pid exists (and is not a zombie).
 func processAlive(pid int) bool {
