@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/plcoordinator/plcoordinator/test/internal/dockerproxy"
 )
@@ -68,4 +69,40 @@ func TestRemote_DockerOverTCP(t *testing.T) {
 		t.Errorf("local address %q", l.Str("address"))
 	}
 	mustExec(t, a, "SELECT plcoordinator.release_all()")
+}
+
+// TestWorker_DockerHostReload: a new plcoordinator.docker_host applies at
+// a reload, without a restart; containers already made stay on (and are
+// removed through) the old engine endpoint.
+func TestWorker_DockerHostReload(t *testing.T) {
+	track(t)
+	first := newDockerProxy(t)
+	second := newDockerProxy(t)
+	c := newCluster(t, clusterOpts{gucs: []string{
+		fmt.Sprintf("plcoordinator.docker_host = '%s'", first.Host()),
+		"plcoordinator.check_loop_interval = 3600",
+	}})
+	a := c.conn(t)
+	w := c.workerPID(t)
+	old := acquire(t, a, plcTestRuntime).Str("container_id")
+
+	mustExec(t, a, fmt.Sprintf("ALTER SYSTEM SET plcoordinator.docker_host = '%s'", second.Host()))
+	mustExec(t, a, "SELECT plcoordinator.reload_config()")
+	before := second.Requests()
+	b := c.conn(t)
+	if id := acquire(t, b, plcTestRuntime).Str("container_id"); id == old {
+		t.Errorf("session b got session a's container")
+	}
+	if second.Requests() == before {
+		t.Errorf("the new docker_host was not used")
+	}
+	if got := c.workerPID(t); got != w {
+		t.Errorf("the worker restarted (pid %d, was %d)", got, w)
+	}
+	firstBefore := first.Requests()
+	a.Close()
+	waitGone(t, 10*time.Second, old)
+	if first.Requests() == firstBefore {
+		t.Errorf("the old container was not removed through the old endpoint")
+	}
 }

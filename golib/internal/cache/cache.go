@@ -217,7 +217,9 @@ type Cache struct {
 	log  *status.Logger
 	ctr  *status.Counters
 
-	createSem chan struct{}
+	creating  int        // containers being created, at most opts.MaxParallelCreates
+	createsCV *sync.Cond // signalled when creating goes down or the limit up
+	retune    chan struct{}
 	removals  chan *entry
 
 	mu        sync.Mutex
@@ -244,12 +246,12 @@ func New(d Docker, opts Options) *Cache {
 	if opts.MaxParallelCreates < 1 {
 		opts.MaxParallelCreates = 1
 	}
-	return &Cache{
+	c := &Cache{
 		def:       &Backend{Name: config.DefaultBackendName, Docker: d},
 		opts:      opts,
 		log:       opts.Log,
 		ctr:       opts.Counters,
-		createSem: make(chan struct{}, opts.MaxParallelCreates),
+		retune:    make(chan struct{}, 1),
 		removals:  make(chan *entry, 4*opts.MaxContainers+16),
 		entries:   map[string]*entry{},
 		sessions:  map[Key]map[string]*entry{},
@@ -260,6 +262,42 @@ func New(d Docker, opts Options) *Cache {
 		kick:      make(chan struct{}, 1),
 		reachable: true,
 	}
+	c.createsCV = sync.NewCond(&c.mu)
+	return c
+}
+
+// Tunables are the settings a reload may change while the cache runs.
+type Tunables struct {
+	AcquireTimeout     time.Duration
+	MaxParallelCreates int
+	CheckInterval      time.Duration
+	Hardening          bool
+}
+
+// SetTunables applies reloaded settings: new waits, creates and sweeps use
+// them; containers already created keep their options.
+func (c *Cache) SetTunables(t Tunables) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.opts.AcquireTimeout = t.AcquireTimeout
+	c.opts.MaxParallelCreates = max(t.MaxParallelCreates, 1)
+	c.opts.CheckInterval = t.CheckInterval
+	c.opts.Hardening = t.Hardening
+	c.createsCV.Broadcast()
+	select {
+	case c.retune <- struct{}{}:
+	default:
+	}
+}
+
+// SetDefaultDocker replaces the engine of the default backend (a new
+// plcoordinator.docker_host). Containers on the old engine stay on it
+// until they are removed.
+func (c *Cache) SetDefaultDocker(d Docker) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.def = &Backend{Name: config.DefaultBackendName, Docker: d}
+	c.watchLocked(d)
 }
 
 // Version changes whenever the published state may have changed.

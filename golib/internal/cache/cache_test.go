@@ -980,3 +980,18 @@ func TestCache_IdleGivesWay(t *testing.T) {
 	assert.NotEqual(t, older.ID, again.ID)
 	assert.False(t, again.Reused)
 }
+
+// TestCache_SetTunables: a reload's acquire timeout and create limit apply
+// to the next requests.
+func TestCache_SetTunables(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, true, func(o *cache.Options) { o.MaxContainers = 1; o.AcquireTimeout = time.Minute })
+	rt := testRuntime("python", "img")
+	h.acquire(t, session(1), rt)
+	h.c.SetTunables(cache.Tunables{AcquireTimeout: 50 * time.Millisecond, MaxParallelCreates: 2,
+		CheckInterval: time.Hour})
+	t0 := time.Now()
+	_, err := h.c.Acquire(context.Background(), cache.Request{Session: session(2), Runtime: rt})
+	require.ErrorIs(t, err, cache.ErrLimit)
+	assert.Less(t, time.Since(t0), 5*time.Second, "the new, shorter timeout applied")
+}

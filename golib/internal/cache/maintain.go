@@ -171,20 +171,26 @@ func (c *Cache) markDeadLocked(e *entry, exitCode int32) {
 // sweepLoop runs the periodic checks every CheckInterval.
 func (c *Cache) sweepLoop(ctx context.Context) {
 	c.Reconcile(ctx)
-	t := time.NewTicker(c.opts.CheckInterval)
+	t := time.NewTicker(c.checkInterval())
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
 			c.sweep(ctx)
+		case <-c.retune:
+			t.Reset(c.checkInterval())
 		case <-ctx.Done():
 			return
 		}
 	}
 }
 
-// SetCheckInterval is not supported after Run: the sweep period is read
-// once. A reload that changes it takes effect at the next start.
+// checkInterval is the sweep period now.
+func (c *Cache) checkInterval() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.opts.CheckInterval
+}
 
 // sweep finds sessions whose backend is gone, idle and dead containers to
 // remove, refreshes inspect data, and reconciles with Docker.
@@ -316,11 +322,13 @@ func (c *Cache) inspectOne(ctx context.Context, e *entry) {
 // nearly idle: every Options.MemoryInterval, by default every sweep but
 // at most every memoryInterval.
 func (c *Cache) memoryLoop(ctx context.Context) {
-	period := c.opts.MemoryInterval
-	if period <= 0 {
-		period = max(c.opts.CheckInterval, memoryInterval)
+	period := func() time.Duration {
+		if c.opts.MemoryInterval > 0 {
+			return c.opts.MemoryInterval
+		}
+		return max(c.checkInterval(), memoryInterval)
 	}
-	t := time.NewTicker(period)
+	t := time.NewTimer(period())
 	defer t.Stop()
 	for {
 		select {
@@ -328,6 +336,7 @@ func (c *Cache) memoryLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
+		t.Reset(period())
 		c.forEach(c.liveEntries(), memoryWorkers, "memory", func(e *entry) {
 			mem, err := e.be.Docker.MemoryUsage(ctx, e.id)
 			if err != nil || mem == 0 {

@@ -53,7 +53,7 @@ type SpecParams struct {
 	Remote     bool // TCP on 8080 instead of the socket directory
 }
 
-// Spec builds the Docker create body of e's container.
+// Spec builds the Docker create body of e's container; c.mu is held.
 func (c *Cache) Spec(e *entry) dockerx.Spec {
 	return ContainerSpec(SpecParams{Runtime: e.runtime, Name: e.name, Dir: e.dir, Owner: e.owner,
 		Database: e.database, DBOID: e.dbOID, BackendPID: e.session.PID, Instance: c.opts.Instance,
@@ -139,9 +139,17 @@ func cgroupParent(rt *config.Runtime) string {
 // always closes e.ready; on failure the container is removed and
 // e.startErr says why.
 func (c *Cache) start(e *entry) {
-	c.createSem <- struct{}{}
+	c.mu.Lock()
+	for c.creating >= c.opts.MaxParallelCreates {
+		c.createsCV.Wait()
+	}
+	c.creating++
+	c.mu.Unlock()
 	err := c.create(e)
-	<-c.createSem
+	c.mu.Lock()
+	c.creating--
+	c.createsCV.Signal()
+	c.mu.Unlock()
 	switch {
 	case err != nil:
 	case e.be.Remote:
@@ -201,7 +209,9 @@ func (c *Cache) create(e *entry) error {
 			return &StartError{Runtime: e.runtime.ID, Err: fmt.Errorf("creating socket directory: %w", err)}
 		}
 	}
+	c.mu.Lock()
 	spec := c.Spec(e)
+	c.mu.Unlock()
 	var id string
 	t0 := time.Now()
 	err := c.retry(func(ctx context.Context) error {

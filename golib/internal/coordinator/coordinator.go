@@ -41,7 +41,7 @@ type Coordinator struct {
 
 	cfg    atomic.Pointer[config.Config]
 	cfgMu  sync.Mutex // serialises reloads
-	meta   sync.Mutex // guards the fields below
+	meta   sync.Mutex // guards settings (written by the main loop) and the fields below
 	loaded time.Time
 	errAt  time.Time
 	errMsg string
@@ -146,6 +146,14 @@ func (c *Coordinator) ShutdownTimeout() time.Duration {
 	return max(c.settings.ShutdownTimeout, time.Second)
 }
 
+// current returns the settings for goroutines other than the main loop,
+// which alone changes them (under c.meta).
+func (c *Coordinator) current() Settings {
+	c.meta.Lock()
+	defer c.meta.Unlock()
+	return c.settings
+}
+
 // reloadResult is the outcome of a reload done by the main loop.
 type reloadResult struct {
 	cfg *config.Config
@@ -159,13 +167,28 @@ func (c *Coordinator) ReloadRequests() <-chan chan<- reloadResult { return c.rel
 // ApplySettings takes the reloadable GUCs after a SIGHUP or a
 // reload_config() call and re-reads the configuration file.
 func (c *Coordinator) ApplySettings(s Settings) (*config.Config, error) {
-	if s.DockerHost != c.settings.DockerHost || s.CheckInterval != c.settings.CheckInterval ||
-		s.MaxParallelCreates != c.settings.MaxParallelCreates || s.AcquireTimeout != c.settings.AcquireTimeout ||
-		s.Hardening != c.settings.Hardening {
-		c.log.Infof("changes of docker_host, check_loop_interval, acquire_timeout, max_parallel_creates and " +
-			"container_hardening take effect when the coordinator restarts")
+	if s.DockerHost != c.settings.DockerHost {
+		d, err := dockerx.New(dockerx.Options{Host: s.DockerHost, CallTimeout: dockerCallTimeout})
+		if err != nil {
+			c.log.Warnf("plcoordinator.docker_host %q: %v; keeping %q", s.DockerHost, err, c.settings.DockerHost)
+			s.DockerHost = c.settings.DockerHost
+		} else {
+			c.log.Infof("plcoordinator.docker_host is now %s; existing containers stay on %s until removed",
+				s.DockerHost, c.settings.DockerHost)
+			// The old client still serves its containers' removals.
+			c.remotes["docker_host "+c.settings.DockerHost] = c.docker
+			c.docker = d
+			c.cache.SetDefaultDocker(d)
+		}
 	}
-	c.settings.ConfigFile = s.ConfigFile
+	c.cache.SetTunables(cache.Tunables{AcquireTimeout: s.AcquireTimeout, MaxParallelCreates: s.MaxParallelCreates,
+		CheckInterval: s.CheckInterval, Hardening: s.Hardening})
+	// Postmaster settings (max_container_number, socket_dir, test hooks)
+	// cannot change while the server runs.
+	s.MaxContainers, s.SocketDir, s.TestHooks = c.settings.MaxContainers, c.settings.SocketDir, c.settings.TestHooks
+	c.meta.Lock()
+	c.settings = s
+	c.meta.Unlock()
 	cfg, err := c.reload()
 	if err != nil {
 		c.log.Warnf("%v", err)
@@ -381,9 +404,10 @@ func (c *Coordinator) requestError(rt *config.Runtime, err error) error {
 	case errors.As(err, &se):
 		if se.Err != nil {
 			code := protocol.CodeDocker
-			hint := "Check that the Docker engine at " + c.settings.DockerHost + " is running and that the image exists."
+			host := c.current().DockerHost
+			hint := "Check that the Docker engine at " + host + " is running and that the image exists."
 			if dockerx.IsUnreachable(se.Err) {
-				hint = "The Docker engine at " + c.settings.DockerHost + " cannot be reached; check that it runs and that the database user may use its socket."
+				hint = "The Docker engine at " + host + " cannot be reached; check that it runs and that the database user may use its socket."
 			}
 			return &protocol.ErrorMsg{Code: code, Message: se.Error(), Hint: hint}
 		}
@@ -476,7 +500,7 @@ func (c *Coordinator) StatsReset() {
 // DebugPanic implements server.Handler: a test hook that panics in a
 // goroutine when plcoordinator.enable_test_hooks is on.
 func (c *Coordinator) DebugPanic() error {
-	if !c.settings.TestHooks {
+	if !c.current().TestHooks {
 		return &protocol.ErrorMsg{Code: protocol.CodePermission, Message: "test hooks are disabled",
 			Hint: "Set plcoordinator.enable_test_hooks = on and restart the server (tests only)."}
 	}
