@@ -136,6 +136,9 @@ func (c *Coordinator) Stop(ctx context.Context) {
 	if c.docker != nil {
 		_ = c.docker.Close()
 	}
+	// The socket is gone with the listener; leave no empty directories.
+	_ = os.Remove(c.settings.ContainersDir())
+	_ = os.Remove(c.settings.SocketDir)
 	for _, d := range c.remotes {
 		_ = d.Close()
 	}
