@@ -11,6 +11,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 # shellcheck source=test/setup.sh
 source test/setup.sh
+# setup.sh stops at the first error; here every suite runs and the summary
+# says which failed.
+set +e
 export PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 export GOFLAGS=-mod=readonly
 
@@ -63,7 +66,7 @@ regress() {
 leftovers() {
 	local containers dirs
 	containers=$(docker ps -aq --filter label=plcoordinator.instance | wc -l)
-	dirs=$(find /tmp/.plcoordinator.*/c -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+	dirs=$(find /tmp -mindepth 3 -maxdepth 3 -path '/tmp/.plcoordinator.*/c/*' 2>/dev/null | wc -l)
 	echo "containers with label plcoordinator.instance: $containers; per-container socket directories: $dirs"
 	[[ $containers -eq 0 && $dirs -eq 0 ]]
 }
