@@ -115,7 +115,6 @@ func (h *cHost) Publish(snap *status.Snapshot) {
 		cs.runtimes = &rts[0]
 	}
 	cs.nruntimes = C.int32_t(len(snap.Runtimes)) // C keeps the first PLCOORD_MAX_RUNTIMES
-	cs.nrequesters = C.int32_t(snap.Requesters)
 	cs.docker_reachable = C.bool(snap.DockerReachable)
 	cs.config_loaded_at_us = C.int64_t(unixMicros(snap.ConfigLoadedAt))
 	cs.config_error_at_us = C.int64_t(unixMicros(snap.ConfigErrorAt))

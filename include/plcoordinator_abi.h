@@ -149,7 +149,6 @@ typedef struct PlcoordSnapshot
 	int32_t		nrows;
 	const PlcoordRuntimeRow *runtimes;
 	int32_t		nruntimes;		/* at most PLCOORD_MAX_RUNTIMES published */
-	int32_t		nrequesters;
 	bool		docker_reachable;
 	int64_t		config_loaded_at_us;	/* 0 = never */
 	int64_t		config_error_at_us;		/* 0 = no error */

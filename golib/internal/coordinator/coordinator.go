@@ -344,7 +344,6 @@ func (c *Coordinator) syncPublished() {
 func (c *Coordinator) Snapshot() *status.Snapshot {
 	s := &status.Snapshot{
 		Containers:      c.cache.Snapshot(),
-		Requesters:      len(c.srv.Sessions()),
 		DockerReachable: c.cache.Reachable(),
 		Stats:           c.counters.Stats(),
 		StatusJSON:      c.Status(),

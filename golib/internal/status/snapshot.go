@@ -48,7 +48,6 @@ type RuntimeAccess struct {
 type Snapshot struct {
 	Containers      []Container
 	Runtimes        []RuntimeAccess
-	Requesters      int
 	DockerReachable bool
 	ConfigLoadedAt  time.Time
 	ConfigErrorAt   time.Time
