@@ -382,10 +382,12 @@ func (c *Coordinator) Acquire(ctx context.Context, sess *server.Session, req pro
 		DatabaseOID: req.DatabaseOID,
 		WantConn:    req.Flags&protocol.AcquireWantFD != 0,
 	})
+	// Success or failure, what the acquire changed (its container, the
+	// counters) is in the views before the backend hears back.
+	c.syncPublished()
 	if err != nil {
 		return protocol.Acquired{}, nil, c.requestError(rt, err)
 	}
-	c.syncPublished()
 	return protocol.Acquired{ContainerID: g.ID, Address: g.Address, Reused: g.Reused, Prewarmed: g.Prewarmed,
 		WaitMS: uint32(time.Since(t0).Milliseconds()), ClientVersion: g.ClientVersion}, g.Conn, nil
 }
